@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark that exists so far. Results go to bench/RESULTS.md by hand,
+# with the command and the numbers seen (the machines are shared: quote medians, same run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=build/tinyseek
+$BIN numerics accumulation --k 4096 --trials 4096
+if $BIN bench gemm --help >/dev/null 2>&1; then $BIN bench gemm; else echo "bench gemm: not built yet (issue #3)"; fi

@@ -1,0 +1,17 @@
+// Each subcommand lives in its own cmd_<name>.cc and registers itself on the app here.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace tinyseek::cli {
+
+void add_numerics(CLI::App& app);
+// Subcommands of DESIGN.md §7 that are not built yet: they parse anything, say so and
+// exit with status 2 (never a silent success).
+void add_not_built(CLI::App& app);
+
+// Thrown by a subcommand that exists in the CLI but whose implementation has not landed.
+struct NotBuilt {
+  std::string command, issue;
+};
+
+}  // namespace tinyseek::cli

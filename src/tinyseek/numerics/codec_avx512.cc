@@ -1,0 +1,147 @@
+// AVX-512 bulk codecs. Each mirrors the scalar codec bit for bit (tests compare them on
+// every code, every BF16 value and millions of random and boundary floats):
+//  - encode, normal range: round-to-nearest-even on the FP32 bit pattern (add half-ulp-1
+//    plus the kept LSB, shift), then rebias the exponent;
+//  - encode, subnormal range: |y| + 2^(emin - M + 23) — the FP32 adder rounds to the
+//    subnormal quantum with RNE; the difference of bit patterns is the code;
+//  - decode: place the 7-bit magnitude in an FP32 bit pattern and multiply by the exact
+//    power of two that rebiases it (FP32 subnormal intermediates are exact without DAZ).
+// Tails use masked loads and stores, so any n works.
+#include <immintrin.h>
+
+#include "tinyseek/numerics/codec_avx512.h"
+#include "tinyseek/numerics/fp8.h"
+
+namespace tinyseek::numerics::avx512 {
+
+namespace {
+
+inline __mmask16 tail_mask(size_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+template <Fp8Format F>
+inline __m128i encode16(__m512 y, Overflow ov) {
+  constexpr Fp8Traits t = fp8_traits(F);
+  constexpr int M = t.man_bits;
+  constexpr int S = 23 - M;
+  const __m512i bits = _mm512_castps_si512(y);
+  const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(bits, 24), _mm512_set1_epi32(0x80));
+  const __m512i mag = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7F800000));
+  // Normal range.
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(mag, S), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(_mm512_add_epi32(mag, _mm512_set1_epi32((1 << (S - 1)) - 1)), lsb);
+  const __m512i code_n = _mm512_sub_epi32(_mm512_srli_epi32(rounded, S), _mm512_set1_epi32((127 - t.bias) << M));
+  // Subnormal range: |y| < 2^emin.
+  const uint32_t min_normal_bits = static_cast<uint32_t>(127 + t.emin) << 23;
+  const __mmask16 is_sub = _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(static_cast<int>(min_normal_bits)));
+  const __m512i magic = _mm512_set1_epi32((127 + t.emin - M + 23) << 23);
+  const __m512 sum = _mm512_add_ps(_mm512_castsi512_ps(mag), _mm512_castsi512_ps(magic));
+  const __m512i code_s = _mm512_sub_epi32(_mm512_castps_si512(sum), magic);
+  __m512i code = _mm512_mask_blend_epi32(is_sub, code_n, code_s);
+  // Overflow (finite values rounding past max finite, and +-Inf).
+  const __mmask16 ovf = _mm512_cmpgt_epi32_mask(code, _mm512_set1_epi32(t.max_code));
+  const int ovf_code = ov == Overflow::Saturate ? t.max_code : (t.has_inf ? 0x7C : 0x7F);
+  code = _mm512_mask_mov_epi32(code, ovf, _mm512_set1_epi32(ovf_code));
+  code = _mm512_mask_mov_epi32(code, is_nan, _mm512_set1_epi32(0x7F));
+  return _mm512_cvtepi32_epi8(_mm512_or_si512(code, sign));
+}
+
+template <Fp8Format F>
+inline __m512i decode16_bits(__m128i codes8) {
+  constexpr Fp8Traits t = fp8_traits(F);
+  constexpr int M = t.man_bits;
+  const __m512i c = _mm512_cvtepu8_epi32(codes8);
+  const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7F));
+  const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
+  const __m512 placed = _mm512_castsi512_ps(_mm512_slli_epi32(mag, 23 - M));
+  const __m512 rebias = _mm512_castsi512_ps(_mm512_set1_epi32((127 + 127 - t.bias) << 23));
+  __m512i v = _mm512_castps_si512(_mm512_mul_ps(placed, rebias));
+  if constexpr (t.has_inf) {
+    const __mmask16 special = _mm512_cmpge_epu32_mask(mag, _mm512_set1_epi32(0x7C));
+    const __mmask16 inf = _mm512_cmpeq_epu32_mask(mag, _mm512_set1_epi32(0x7C));
+    v = _mm512_mask_mov_epi32(v, special, _mm512_set1_epi32(0x7FC00000));
+    v = _mm512_mask_mov_epi32(v, inf, _mm512_set1_epi32(0x7F800000));
+  } else {
+    const __mmask16 nan = _mm512_cmpeq_epu32_mask(mag, _mm512_set1_epi32(0x7F));
+    v = _mm512_mask_mov_epi32(v, nan, _mm512_set1_epi32(0x7FC00000));
+  }
+  return _mm512_or_si512(v, sign);
+}
+
+template <Fp8Format F>
+void encode_impl(uint8_t* out, const float* in, size_t n, float s, bool divide, Overflow ov) {
+  const __m512 vs = _mm512_set1_ps(s);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    __m512 x = _mm512_maskz_loadu_ps(m, in + i);
+    if (divide) x = _mm512_div_ps(x, vs);
+    _mm_mask_storeu_epi8(out + i, m, encode16<F>(x, ov));
+  }
+}
+
+template <Fp8Format F>
+void decode_impl(float* out, const uint8_t* in, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i v = decode16_bits<F>(_mm_maskz_loadu_epi8(m, in + i));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_castsi512_ps(v));
+  }
+}
+
+template <Fp8Format F>
+void to_bf16_impl(uint16_t* out, const uint8_t* in, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i v = decode16_bits<F>(_mm_maskz_loadu_epi8(m, in + i));
+    _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+  }
+}
+
+}  // namespace
+
+void fp8_encode_div(uint8_t* out, const float* in, size_t n, float s, bool divide, Fp8Format f, Overflow ov) {
+  if (f == Fp8Format::E4M3) encode_impl<Fp8Format::E4M3>(out, in, n, s, divide, ov);
+  else encode_impl<Fp8Format::E5M2>(out, in, n, s, divide, ov);
+}
+
+void fp8_decode(float* out, const uint8_t* in, size_t n, Fp8Format f) {
+  if (f == Fp8Format::E4M3) decode_impl<Fp8Format::E4M3>(out, in, n);
+  else decode_impl<Fp8Format::E5M2>(out, in, n);
+}
+
+void fp8_to_bf16(uint16_t* out, const uint8_t* in, size_t n, Fp8Format f) {
+  if (f == Fp8Format::E4M3) to_bf16_impl<Fp8Format::E4M3>(out, in, n);
+  else to_bf16_impl<Fp8Format::E5M2>(out, in, n);
+}
+
+void bf16_encode(uint16_t* out, const float* in, size_t n, Overflow ov) {
+  const bool sat = ov == Overflow::Saturate;
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, in + i));
+    const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7FFFFFFF));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7F800000));
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+    if (sat) {
+      const __mmask16 inf = _mm512_cmpeq_epi32_mask(_mm512_and_si512(r, _mm512_set1_epi32(0x7FFF)),
+                                                    _mm512_set1_epi32(0x7F80));
+      r = _mm512_mask_mov_epi32(r, inf, _mm512_or_si512(_mm512_and_si512(r, _mm512_set1_epi32(0x8000)),
+                                                        _mm512_set1_epi32(0x7F7F)));
+    }
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
+    _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(r));
+  }
+}
+
+void bf16_decode(float* out, const uint16_t* in, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, in + i)), 16);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_castsi512_ps(v));
+  }
+}
+
+}  // namespace tinyseek::numerics::avx512
