@@ -17,6 +17,8 @@ inline constexpr size_t kAlignment = 64;
 
 inline void* aligned_alloc_bytes(size_t bytes) {
   if (bytes == 0) return nullptr;
+  TS_CHECK(bytes <= SIZE_MAX - kAlignment, "cannot allocate " << bytes << " bytes (size overflows)",
+           "this is a bug in the caller's size computation");
   size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded);
   TS_CHECK(p != nullptr, "out of memory allocating " << bytes << " bytes",
@@ -46,7 +48,12 @@ class AlignedBuffer {
   // callers of this project always overwrite).
   void resize(size_t n) {
     if (n == n_) return;
-    std::free(p_);
+    // Release first and leave the buffer empty, so a failed allocation below leaves no
+    // dangling pointer for the destructor to free twice.
+    std::free(std::exchange(p_, nullptr));
+    n_ = 0;
+    TS_CHECK(n <= SIZE_MAX / sizeof(T), "cannot allocate " << n << " elements of " << sizeof(T)
+             << " bytes (size overflows)", "this is a bug in the caller's size computation");
     p_ = static_cast<T*>(aligned_alloc_bytes(n * sizeof(T)));
     n_ = n;
   }

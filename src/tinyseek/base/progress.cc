@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -29,7 +30,9 @@ std::string Progress::render(int64_t done, double elapsed, const std::string& ex
   std::string line = label_;
   char buf[160];
   if (total_ > 0) {
-    const double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
+    // Clamped: a caller overshooting (or passing a negative count) must not size the bar
+    // with a negative fill (std::string would throw).
+    const double frac = std::clamp(static_cast<double>(done) / static_cast<double>(total_), 0.0, 1.0);
     const int width = 24, fill = static_cast<int>(frac * width);
     line += " [" + std::string(fill, '#') + std::string(width - fill, '.') + "]";
     const double rate = elapsed > 0 ? done / elapsed : 0.0;
