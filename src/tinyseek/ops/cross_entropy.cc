@@ -1,0 +1,82 @@
+#include "tinyseek/ops/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "tinyseek/base/check.h"
+#include "tinyseek/base/parallel.h"
+#include "tinyseek/ops/kernels.h"
+
+namespace tinyseek::ops {
+
+namespace {
+
+// logsumexp of one row: max-subtracted, the exp-sum kept in kLanes fixed-order partials.
+template <class T>
+T row_logsumexp(const T* x, int64_t V) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < V; ++j) m = std::max(m, x[j]);
+  T acc[detail::kLanes] = {};
+  int64_t j = 0;
+  for (; j + detail::kLanes <= V; j += detail::kLanes)
+    for (int l = 0; l < detail::kLanes; ++l) acc[l] += std::exp(x[j + l] - m);
+  for (int l = 0; j + l < V; ++l) acc[l] += std::exp(x[j + l] - m);
+  return m + std::log(detail::combine_lanes(acc));
+}
+
+int64_t count_valid(const Index* targets, int64_t N) {
+  int64_t n_valid = 0;
+  for (int64_t n = 0; n < N; ++n) n_valid += targets[n] >= 0;
+  return n_valid;
+}
+
+}  // namespace
+
+template <class T>
+double cross_entropy_forward(T* lse, const T* logits, const Index* targets, int64_t N, int64_t V) {
+  TS_CHECK(V > 0, "cross-entropy needs a positive vocabulary size, got " << V, "check vocab_size");
+  for (int64_t n = 0; n < N; ++n)
+    TS_CHECK(targets[n] < V, "target id " << targets[n] << " at row " << n << " is outside the vocabulary [0, " << V << ")",
+             "the token data does not match this model's vocab_size");
+  parallel_ranges(N, 4, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) lse[n] = row_logsumexp(logits + n * V, V);
+  });
+  double total = 0.0;
+  int64_t n_valid = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    if (targets[n] < 0) continue;
+    total += static_cast<double>(lse[n]) - static_cast<double>(logits[n * V + targets[n]]);
+    ++n_valid;
+  }
+  return n_valid ? total / static_cast<double>(n_valid) : 0.0;
+}
+
+template <class T>
+void cross_entropy_backward(T* dlogits, double dloss, const T* logits, const T* lse,
+                            const Index* targets, int64_t N, int64_t V) {
+  const int64_t n_valid = count_valid(targets, N);
+  const T scale = n_valid ? static_cast<T>(dloss / static_cast<double>(n_valid)) : T(0);
+  parallel_ranges(N, 4, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* x = logits + n * V;
+      T* d = dlogits + n * V;
+      const Index tgt = targets[n];
+      if (tgt < 0) {
+        for (int64_t j = 0; j < V; ++j) d[j] = T(0);
+        continue;
+      }
+      const T l = lse[n];
+      // Element-wise (read x[j], write d[j]), so d may alias x.
+      for (int64_t j = 0; j < V; ++j) d[j] = scale * std::exp(x[j] - l);
+      d[tgt] -= scale;
+    }
+  });
+}
+
+template double cross_entropy_forward<float>(float*, const float*, const Index*, int64_t, int64_t);
+template double cross_entropy_forward<double>(double*, const double*, const Index*, int64_t, int64_t);
+template void cross_entropy_backward<float>(float*, double, const float*, const float*, const Index*, int64_t, int64_t);
+template void cross_entropy_backward<double>(double*, double, const double*, const double*, const Index*, int64_t, int64_t);
+
+}  // namespace tinyseek::ops
