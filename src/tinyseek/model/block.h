@@ -1,0 +1,49 @@
+// One decoder layer (pre-norm residual):
+//   mid = x + MLA(RMSNorm_in(x));   out = mid + FFN_or_MoE(RMSNorm_post(mid))
+// The caller owns the residual buffers x and out (they are the previous/next layer's
+// activations); the block saves its own intermediates (norm outputs, mid, module state).
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "tinyseek/base/aligned.h"
+#include "tinyseek/model/ffn.h"
+#include "tinyseek/model/linear_site.h"
+#include "tinyseek/model/mla.h"
+#include "tinyseek/model/moe.h"
+#include "tinyseek/model/registry.h"
+#include "tinyseek/ops/rope.h"
+
+namespace tinyseek::model {
+
+class Block {
+ public:
+  Block(const Registry& r, const BlockIds& ids);
+
+  // out [N, D] = block(x [N, D]), N = B·T. Returns the MoE balance loss of this layer (0 if
+  // dense). x must stay unchanged until backward.
+  double forward(const Registry& r, float* out, const float* x, int64_t B, int64_t T,
+                 const ops::RopeTable<float>& rope);
+  // In place: d [N, D] holds ∂L/∂out on entry and ∂L/∂x on exit. balance_coef = α.
+  void backward(Registry& r, Workspace& ws, float* d, const float* x, const ops::RopeTable<float>& rope,
+                double balance_coef);
+
+  int64_t layer() const { return ids_.layer; }
+  bool is_moe() const { return moe_.has_value(); }
+  const Moe* moe() const { return moe_ ? &*moe_ : nullptr; }
+  int64_t saved_floats() const;
+
+ private:
+  BlockIds ids_;
+  int64_t D_;
+  double eps_;
+  Mla attn_;
+  std::optional<DenseFfn> dense_;
+  std::optional<Moe> moe_;
+  int64_t B_ = 0, T_ = 0;
+  AlignedBuffer<float> h1_, rstd1_;   // input_layernorm output [N, D], rstd [N]
+  AlignedBuffer<float> mid_;          // x + attention [N, D]
+  AlignedBuffer<float> h2_, rstd2_;   // post_attention_layernorm output [N, D], rstd [N]
+};
+
+}  // namespace tinyseek::model

@@ -1,0 +1,150 @@
+#include "tinyseek/model/deepseek.h"
+
+#include "tinyseek/base/check.h"
+#include "tinyseek/ops/cross_entropy.h"
+#include "tinyseek/ops/embedding.h"
+#include "tinyseek/ops/rmsnorm.h"
+
+namespace tinyseek::model {
+
+Model::Model(const ModelConfig& cfg)
+    : reg_(cfg),
+      rope_(ops::make_rope_table<float>(cfg.qk_rope_head_dim, cfg.max_position_embeddings, cfg.rope_theta)),
+      lm_head_(reg_, reg_.ids().lm_head) {
+  for (const BlockIds& b : reg_.ids().layers) blocks_.emplace_back(reg_, b);
+  for (size_t k = 0; k < reg_.ids().mtp.size(); ++k)
+    mtp_.emplace_back(reg_, reg_.ids().mtp[k], static_cast<int64_t>(k) + 1);
+  resid_.resize(blocks_.size() + 1);
+  d_hidden_.resize(mtp_.size() + 1);
+  logits_.resize(mtp_.size() + 1);
+}
+
+double Model::head(int norm_id, const float* h, const ops::Index* targets, int64_t n, float* logits, bool backward,
+                   double dloss, float* dh) {
+  const ModelConfig& c = config();
+  const int64_t D = c.hidden_size, V = c.vocab_size;
+  head_normed_.resize(static_cast<size_t>(n * D));
+  head_rstd_.resize(static_cast<size_t>(n));
+  head_lse_.resize(static_cast<size_t>(n));
+  ops::rmsnorm_forward(head_normed_.data(), head_rstd_.data(), h, reg_.param(norm_id), n, D, c.rms_norm_eps);
+  lm_head_.forward(reg_, logits, head_normed_.data(), n);
+  const double ce = ops::cross_entropy_forward(head_lse_.data(), logits, targets, n, V);
+  if (!backward) return ce;
+  // The loss is the end of the graph, so the head's backward runs right away and one
+  // [n, V] buffer serves every head (its logits become their gradient in place).
+  ops::cross_entropy_backward(logits, dloss, logits, head_lse_.data(), targets, n, V);
+  float* d_normed = ws_.zeroed(Slot::kDNormOut, static_cast<size_t>(n * D));
+  lm_head_.backward(reg_, d_normed, logits, head_normed_.data(), n);
+  ops::rmsnorm_backward(dh, reg_.grad(norm_id), d_normed, h, reg_.param(norm_id), head_rstd_.data(), n, D);
+  return ce;
+}
+
+Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward) {
+  const ModelConfig& c = config();
+  const int64_t D = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers, Dmtp = c.num_nextn_predict_layers;
+  TS_CHECK(B > 0 && T > 0, "batch needs B > 0 sequences of T > 0 tokens, got B " << B << ", T " << T,
+           "check --batch-size and --seq-len");
+  TS_CHECK(T > Dmtp, "sequence length T = " << T << " must exceed num_nextn_predict_layers = " << Dmtp
+           << " (MTP depth k predicts over T-k positions)", "use a longer sequence");
+  TS_CHECK(T <= c.max_position_embeddings, "sequence length T = " << T << " exceeds max_position_embeddings = "
+           << c.max_position_embeddings, "use a shorter sequence or raise max_position_embeddings");
+  const int64_t N = B * T;
+  const size_t nd = static_cast<size_t>(N * D);
+  inputs_.resize(static_cast<size_t>(N));
+  targets_.resize(static_cast<size_t>(N));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      inputs_[static_cast<size_t>(b * T + t)] = tokens[b * (T + 1) + t];
+      targets_[static_cast<size_t>(b * T + t)] = tokens[b * (T + 1) + t + 1];
+    }
+  for (auto& r : resid_) r.resize(nd);
+
+  Losses out;
+  out.loss_mtp.assign(static_cast<size_t>(Dmtp), 0.0);
+  const double alpha = c.training.balance_alpha;
+  const double mtp_weight = Dmtp > 0 ? c.training.mtp_lambda / static_cast<double>(Dmtp) : 0.0;
+
+  // Forward through the main blocks.
+  ops::embedding_forward(resid_[0].data(), inputs_.data(), reg_.param(reg_.ids().embed_tokens), N, D, V);
+  for (int64_t l = 0; l < L; ++l)
+    out.loss_balance += blocks_[size_t(l)].forward(reg_, resid_[size_t(l + 1)].data(), resid_[size_t(l)].data(), B,
+                                                   T, rope_);
+  // Main head on h^0 = the last block's output (before the final norm, which the head applies).
+  const float* h0 = resid_[size_t(L)].data();
+  float* logits0 = nullptr;
+  if (backward) {
+    logits_[0].resize(static_cast<size_t>(N * V));  // the shared scratch of every head
+    d_hidden_[0].resize(nd);
+    d_hidden_[0].zero();
+  } else {
+    logits_[0].resize(static_cast<size_t>(N * V));
+  }
+  logits0 = logits_[0].data();
+  out.loss_main = head(reg_.ids().norm, h0, targets_.data(), N, logits0, backward, 1.0, d_hidden_[0].data());
+
+  // MTP depths, each on the previous depth's hidden states.
+  const float* h_prev = h0;
+  for (int64_t k = 1; k <= Dmtp; ++k) {
+    MtpModule& m = mtp_[size_t(k - 1)];
+    out.loss_balance += m.forward(reg_, h_prev, tokens, B, T, rope_);
+    const int64_t Nk = B * (T - k);
+    float* lg = logits0;
+    if (!backward) {
+      logits_[size_t(k)].resize(static_cast<size_t>(Nk * V));
+      lg = logits_[size_t(k)].data();
+    } else {
+      d_hidden_[size_t(k)].resize(static_cast<size_t>(Nk * D));
+      d_hidden_[size_t(k)].zero();
+    }
+    out.loss_mtp[size_t(k - 1)] = head(m.ids().shared_head_norm, m.hidden(), m.targets(), Nk, lg, backward,
+                                       mtp_weight, backward ? d_hidden_[size_t(k)].data() : nullptr);
+    h_prev = m.hidden();
+  }
+  out.loss = out.loss_main + alpha * out.loss_balance;
+  for (double l : out.loss_mtp) out.loss += mtp_weight * l;
+  if (!backward) return out;
+
+  // Backward: deepest MTP module first (each feeds the gradient of the depth before it).
+  for (int64_t k = Dmtp; k >= 1; --k)
+    mtp_[size_t(k - 1)].backward(reg_, ws_, d_hidden_[size_t(k)].data(), d_hidden_[size_t(k - 1)].data(), rope_,
+                                 alpha);
+  float* d = d_hidden_[0].data();
+  for (int64_t l = L - 1; l >= 0; --l) blocks_[size_t(l)].backward(reg_, ws_, d, resid_[size_t(l)].data(), rope_, alpha);
+  ops::embedding_backward(reg_.grad(reg_.ids().embed_tokens), d, inputs_.data(), N, D, V);
+  return out;
+}
+
+Losses Model::forward_backward(const ops::Index* tokens, int64_t B, int64_t T) { return run(tokens, B, T, true); }
+Losses Model::forward(const ops::Index* tokens, int64_t B, int64_t T) { return run(tokens, B, T, false); }
+
+const Block* Model::block_of_layer(int64_t layer) const {
+  for (const Block& b : blocks_)
+    if (b.layer() == layer) return &b;
+  for (const MtpModule& m : mtp_)
+    if (m.block().layer() == layer) return &m.block();
+  return nullptr;
+}
+
+std::vector<int64_t> Model::moe_layers() const {
+  std::vector<int64_t> layers;
+  for (int64_t l = 0; l < config().num_total_layers(); ++l)
+    if (config().is_moe_layer(l)) layers.push_back(l);
+  return layers;
+}
+
+const int32_t* Model::load_counts(int64_t layer) const {
+  const Block* b = block_of_layer(layer);
+  TS_CHECK(b != nullptr && b->is_moe(), "layer " << layer << " is not a MoE layer",
+           "use one of Model::moe_layers()");
+  return b->moe()->load();
+}
+
+int64_t Model::saved_activation_floats() const {
+  int64_t n = 0;
+  for (const Block& b : blocks_) n += b.saved_floats();
+  for (const MtpModule& m : mtp_) n += m.block().saved_floats();
+  for (const auto& r : resid_) n += static_cast<int64_t>(r.size());
+  return n;
+}
+
+}  // namespace tinyseek::model

@@ -1,0 +1,78 @@
+// The whole DeepSeek-V3 model (docs/model.md): embedding, L main blocks, final norm and
+// output head, Dmtp MTP modules sharing the embedding and the head, the losses
+//   L = CE_main + λ/Dmtp Σ_k CE_k + α Σ_ℓ mean_b L_bal(ℓ, b)
+// and the backward pass into the registry's FP32 gradients (accumulated, so micro-batches
+// add up; the caller zeroes). Deterministic: identical bits for any thread count.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tinyseek/base/aligned.h"
+#include "tinyseek/model/block.h"
+#include "tinyseek/model/config.h"
+#include "tinyseek/model/linear_site.h"
+#include "tinyseek/model/mtp.h"
+#include "tinyseek/model/registry.h"
+#include "tinyseek/ops/dims.h"
+#include "tinyseek/ops/rope.h"
+
+namespace tinyseek::model {
+
+struct Losses {
+  double loss = 0;                // the total L
+  double loss_main = 0;           // CE_main, mean over B·T positions
+  std::vector<double> loss_mtp;   // CE_k, k = 1..Dmtp, mean over B·(T−k) positions each
+  double loss_balance = 0;        // Σ_ℓ mean_b L_ℓ,b (without α), over main and MTP MoE layers
+};
+
+class Model {
+ public:
+  // Builds the registry (parameters uninitialised: call init() or load them).
+  explicit Model(const ModelConfig& cfg);
+
+  const ModelConfig& config() const { return reg_.config(); }
+  Registry& registry() { return reg_; }
+  const Registry& registry() const { return reg_; }
+  void init(uint64_t seed) { reg_.init(seed); }
+
+  // tokens [B, T+1] (int32): inputs tokens[:, 0:T], targets tokens[:, 1:T+1]; MTP depth k
+  // uses tokens[:, k:T−k+k] and predicts tokens[:, k+1:]. Requires Dmtp < T <=
+  // max_position_embeddings. Adds every parameter's gradient into registry().grads().
+  Losses forward_backward(const ops::Index* tokens, int64_t B, int64_t T);
+  // The same forward without gradients; keeps the logits of every head for logits().
+  Losses forward(const ops::Index* tokens, int64_t B, int64_t T);
+  // After forward(): depth 0 = main head [B, T, V], depth k = MTP head [B, T−k, V].
+  const float* logits(int64_t depth) const { return logits_[static_cast<size_t>(depth)].data(); }
+
+  // Checkpoint layers with a MoE FFN (main and MTP), ascending, and the number of tokens that
+  // selected each expert [E] in the last forward (input of the aux-loss-free bias update).
+  std::vector<int64_t> moe_layers() const;
+  const int32_t* load_counts(int64_t layer) const;
+
+  // Floats held as saved activations for backward by the last forward (for logs and tests).
+  int64_t saved_activation_floats() const;
+
+ private:
+  Losses run(const ops::Index* tokens, int64_t B, int64_t T, bool backward);
+  // RMSNorm(h; norm_id) → lm_head → cross-entropy with `targets` over n rows; logits [n, V]
+  // written to `logits`. With backward: the loss gradient (weight dloss) flows back through
+  // the head into dh [n, D] (accumulated) and the norm and head weights; logits are then
+  // overwritten by their gradient.
+  double head(int norm_id, const float* h, const ops::Index* targets, int64_t n, float* logits, bool backward,
+              double dloss, float* dh);
+  const Block* block_of_layer(int64_t layer) const;
+
+  Registry reg_;
+  Workspace ws_;
+  ops::RopeTable<float> rope_;
+  LinearSite lm_head_;
+  std::vector<Block> blocks_;
+  std::vector<MtpModule> mtp_;
+  AlignedBuffer<ops::Index> inputs_, targets_;   // [N] main tokens and targets
+  std::vector<AlignedBuffer<float>> resid_;      // L+1 residual streams [N, D]: input, after each block
+  std::vector<AlignedBuffer<float>> d_hidden_;   // Dmtp+1 gradients ∂L/∂h^k [B·(T−k), D]
+  std::vector<AlignedBuffer<float>> logits_;     // forward(): per head; forward_backward: [0] scratch
+  AlignedBuffer<float> head_normed_, head_rstd_, head_lse_;  // [n, D], [n], [n] head temporaries
+};
+
+}  // namespace tinyseek::model

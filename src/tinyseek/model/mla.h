@@ -1,0 +1,49 @@
+// Multi-head latent attention (docs/model.md "MLA"), forward with explicit saved state and
+// backward into the registry's gradients.
+//
+//   c_q  = RMSNorm_q(x W_qaᵀ)              [N, dq]       (dq = 0: q = x W_qᵀ)
+//   q    = c_q W_qbᵀ, RoPE on q[..., dn:]  [N, H, dn+dr]
+//   kv_a = x W_kvaᵀ = [c_kv_raw | k_pe_raw] [N, dc+dr]
+//   c_kv = RMSNorm_kv(c_kv_raw), kv = c_kv W_kvbᵀ [N, H, dn+dv], k_pe = RoPE(k_pe_raw) [N, dr]
+//   o    = attention(q, kv, k_pe) [N, H·dv];   y += o W_oᵀ
+#pragma once
+#include <cstdint>
+
+#include "tinyseek/base/aligned.h"
+#include "tinyseek/model/linear_site.h"
+#include "tinyseek/model/registry.h"
+#include "tinyseek/ops/rope.h"
+
+namespace tinyseek::model {
+
+class Mla {
+ public:
+  Mla(const Registry& r, const MlaIds& ids);
+
+  // y [N, D] += MLA(x); x [N, D] is the normalised block input, N = B·T (T = this block's
+  // sequence length: positions 0..T-1 for RoPE). Saves what backward needs.
+  void forward(const Registry& r, float* y, const float* x, int64_t B, int64_t T,
+               const ops::RopeTable<float>& rope);
+  // dx [N, D] += ∂L/∂x given dy = ∂L/∂y [N, D]; x as in forward. Weight gradients accumulate.
+  void backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x,
+                const ops::RopeTable<float>& rope);
+
+  int64_t saved_floats() const;  // memory held for backward (for logs)
+
+ private:
+  MlaIds ids_;
+  int64_t D_, H_, dq_, dc_, dn_, dr_, dv_;
+  double eps_;
+  LinearSite q_a_proj_, q_b_proj_, q_proj_, kv_a_proj_, kv_b_proj_, o_proj_;
+  int64_t B_ = 0, T_ = 0;
+  // Saved state, N = B·T rows each.
+  AlignedBuffer<float> cq_raw_, cq_, rstd_q_;  // [N, dq], [N, dq], [N]      (dq > 0)
+  AlignedBuffer<float> q_;                     // [N, H(dn+dr)] after RoPE
+  AlignedBuffer<float> kv_a_out_;              // [N, dc+dr] raw projection output
+  AlignedBuffer<float> ckv_, rstd_kv_;         // [N, dc], [N]
+  AlignedBuffer<float> k_pe_;                  // [N, dr] after RoPE
+  AlignedBuffer<float> kv_;                    // [N, H(dn+dv)]
+  AlignedBuffer<float> o_out_, lse_;           // [N, H·dv], [N, H]
+};
+
+}  // namespace tinyseek::model

@@ -1,0 +1,104 @@
+#include "tinyseek/model/moe.h"
+
+#include "tinyseek/ops/balance_loss.h"
+#include "tinyseek/ops/moe_dispatch.h"
+
+namespace tinyseek::model {
+
+Moe::Moe(const Registry& r, const MoeIds& ids) : ids_(ids), router_(r, ids.gate) {
+  const ModelConfig& c = r.config();
+  D_ = c.hidden_size;
+  E_ = c.n_routed_experts;
+  K_ = c.num_experts_per_tok;
+  Fe_ = c.moe_intermediate_size;
+  rc_.E = E_;
+  rc_.K = K_;
+  rc_.n_group = c.n_group;
+  rc_.topk_group = c.topk_group;
+  rc_.norm_topk_prob = c.norm_topk_prob;
+  rc_.routed_scaling_factor = c.routed_scaling_factor;
+  ops::validate(rc_);
+  for (const FfnIds& e : ids.experts) experts_.emplace_back(r, e);
+  has_shared_ = ids.shared.present();
+  if (has_shared_) shared_ = Swiglu(r, ids.shared);
+  load_.resize(static_cast<size_t>(E_));
+  load_.zero();
+  offsets_.resize(static_cast<size_t>(E_ + 1));
+}
+
+double Moe::forward(const Registry& r, float* y, const float* x, int64_t B, int64_t T) {
+  B_ = B;
+  T_ = T;
+  const int64_t N = B * T, NK = N * K_;
+  const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
+  logits_.resize(sz(N * E_));
+  scores_.resize(sz(N * E_));
+  gates_.resize(sz(NK));
+  indices_.resize(sz(NK));
+  f_.resize(sz(B * E_));
+  row_token_.resize(sz(NK));
+  row_of_.resize(sz(NK));
+  xe_.resize(sz(NK * D_));
+  ye_.resize(sz(NK * D_));
+  ge_.resize(sz(NK * Fe_));
+  ue_.resize(sz(NK * Fe_));
+  ae_.resize(sz(NK * Fe_));
+
+  router_.forward(r, logits_.data(), x, N);
+  ops::router_forward(indices_.data(), gates_.data(), scores_.data(), load_.data(), logits_.data(),
+                      r.param(ids_.bias), N, rc_);
+  const double balance = ops::balance_loss_forward(f_.data(), scores_.data(), indices_.data(), B, T, E_, K_);
+
+  if (has_shared_) {
+    const size_t nw = sz(N * shared_.width());
+    sg_.resize(nw);
+    su_.resize(nw);
+    sa_.resize(nw);
+    shared_.forward(r, y, /*accumulate=*/true, x, sg_.data(), su_.data(), sa_.data(), N);
+  }
+  ops::moe_plan(offsets_.data(), row_token_.data(), row_of_.data(), indices_.data(), N, K_, E_);
+  ops::moe_gather_forward(xe_.data(), x, row_token_.data(), N, K_, D_);
+  for (int64_t e = 0; e < E_; ++e) {
+    const int64_t r0 = offsets_[sz(e)], rows = offsets_[sz(e + 1)] - r0;
+    if (rows == 0) continue;
+    experts_[sz(e)].forward(r, ye_.data() + r0 * D_, /*accumulate=*/false, xe_.data() + r0 * D_,
+                            ge_.data() + r0 * Fe_, ue_.data() + r0 * Fe_, ae_.data() + r0 * Fe_, rows);
+  }
+  ops::moe_combine_forward(y, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_);
+  return balance;
+}
+
+void Moe::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, double balance_coef) {
+  const int64_t N = B_ * T_, NK = N * K_;
+  const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
+  float* dye = ws.zeroed(Slot::kDExpertOut, sz(NK * D_));
+  float* dgates = ws.zeroed(Slot::kDGates, sz(NK));
+  ops::moe_combine_backward(dye, dgates, dy, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_);
+  float* dxe = ws.zeroed(Slot::kDExpertIn, sz(NK * D_));
+  for (int64_t e = 0; e < E_; ++e) {
+    const int64_t r0 = offsets_[sz(e)], rows = offsets_[sz(e + 1)] - r0;
+    if (rows == 0) continue;
+    experts_[sz(e)].backward(r, ws, dxe + r0 * D_, dye + r0 * D_, xe_.data() + r0 * D_, ge_.data() + r0 * Fe_,
+                             ue_.data() + r0 * Fe_, ae_.data() + r0 * Fe_, rows);
+  }
+  ops::moe_gather_backward(dx, dxe, row_of_.data(), N, K_, D_);
+  if (has_shared_) shared_.backward(r, ws, dx, dy, x, sg_.data(), su_.data(), sa_.data(), N);
+
+  float* dscores = nullptr;
+  if (balance_coef != 0.0) {
+    dscores = ws.zeroed(Slot::kDScores, sz(N * E_));
+    ops::balance_loss_backward(dscores, balance_coef, f_.data(), scores_.data(), B_, T_, E_);
+  }
+  float* dlogits = ws.zeroed(Slot::kDRouterLogits, sz(N * E_));
+  ops::router_backward(dlogits, dgates, dscores, indices_.data(), scores_.data(), N, rc_);
+  // The bias gets no gradient: it only chose the experts.
+  router_.backward(r, dx, dlogits, x, N);
+}
+
+int64_t Moe::saved_floats() const {
+  return static_cast<int64_t>(scores_.size() + gates_.size() + f_.size() + xe_.size() + ye_.size() + ge_.size() +
+                              ue_.size() + ae_.size() + sg_.size() + su_.size() + sa_.size()) +
+         static_cast<int64_t>(indices_.size() + row_token_.size() + 2 * row_of_.size());
+}
+
+}  // namespace tinyseek::model
