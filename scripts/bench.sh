@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/tinyseek
 $BIN numerics accumulation --k 4096 --trials 4096
-if $BIN bench gemm --help >/dev/null 2>&1; then $BIN bench gemm; else echo "bench gemm: not built yet (issue #3)"; fi
+# GEMM engine vs oneDNN / OpenBLAS, interleaved, 2 threads (builds the peers in build/).
+bench/gemm.sh

@@ -58,7 +58,8 @@ TEST(Cli, HelpListsEveryCommand) {
 
 TEST(Cli, NotBuiltCommandsExitTwoAndSaySo) {
   for (const char* args : {"tokenizer train --vocab 512", "prepare --data x", "train --config x", "eval",
-                           "generate --prompt hi", "export --out d", "bench gemm", "numerics recipes"}) {
+                           "generate --prompt hi", "export --out d", "bench step", "bench decode --steps 3",
+                           "numerics recipes"}) {
     const CliRun r = run_cli(args);
     EXPECT_EQ(r.status, 2) << args;
     EXPECT_TRUE(contains(r.err, "not built yet")) << args << ": " << r.err;

@@ -19,7 +19,6 @@ void add_not_built(CLI::App& app) {
   stub(app, "eval", "validation loss, perplexity, bits per byte of a checkpoint", "#5");
   stub(app, "generate", "generate text (MLA latent KV cache, MTP speculative decoding)", "#7");
   stub(app, "export", "export a Hugging Face DeepSeek-V3 directory (BF16 or block-FP8)", "#7");
-  stub(app, "bench", "benchmarks: gemm | step | decode", "#3, #5 and #7");
 }
 
 }  // namespace tinyseek::cli

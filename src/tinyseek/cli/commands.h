@@ -5,6 +5,7 @@
 namespace tinyseek::cli {
 
 void add_numerics(CLI::App& app);
+void add_bench(CLI::App& app);  // bench gemm (step, decode: not built yet)
 // Subcommands of DESIGN.md §7 that are not built yet: they parse anything, say so and
 // exit with status 2 (never a silent success).
 void add_not_built(CLI::App& app);

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1, 1);
   app.fallthrough(false);
   tinyseek::cli::add_numerics(app);
+  tinyseek::cli::add_bench(app);
   tinyseek::cli::add_not_built(app);
   app.footer(
       "\nRun `tinyseek <command> --help` for a command's options.\n"

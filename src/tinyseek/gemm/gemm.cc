@@ -9,9 +9,11 @@
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/parallel.h"
+#include "tinyseek/gemm/gemm_blocked.h"
 #include "tinyseek/gemm/gemm_internal.h"
 #include "tinyseek/numerics/bf16.h"
 #include "tinyseek/numerics/fp8.h"
+#include "tinyseek/numerics/simd.h"
 
 namespace tinyseek::gemm {
 
@@ -203,13 +205,20 @@ void gemm(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOpt
              << opt.tensorcore.align_group, "32 = one FP8 WGMMA K step");
   }
   const int64_t G = detail::checked_promotion_interval(A, B, opt.promote_every);
+  // The tensor-core model is a numerical study tool that only the reference implements.
+  if (opt.backend == Backend::kReference || opt.accumulation == Accumulation::kTensorCore) {
+    detail::gemm_reference(C, ldc, A, B, opt, G);
+    return;
+  }
   switch (opt.backend) {
-    case Backend::kAuto:  // the fast kernels arrive with issue #3; until then the reference is the fastest
-    case Backend::kReference: detail::gemm_reference(C, ldc, A, B, opt, G); return;
-    case Backend::kPortable:
+    case Backend::kAuto: detail::gemm_blocked(C, ldc, A, B, opt, G, auto_backend()); return;
+    case Backend::kPortable: detail::gemm_blocked(C, ldc, A, B, opt, G, Backend::kPortable); return;
     case Backend::kAvx512:
-      TS_FAIL("GEMM backend '" << to_string(opt.backend) << "' is not built yet (issue #3)",
-              "use Backend::kReference or Backend::kAuto (currently the reference implementation)");
+      TS_CHECK(cpu_has_avx512_bf16(), "GEMM backend 'avx512' requested but this CPU lacks AVX-512 with BF16",
+               "use Backend::kAuto (picks the portable kernels here) or Backend::kPortable");
+      detail::gemm_blocked(C, ldc, A, B, opt, G, Backend::kAvx512);
+      return;
+    case Backend::kReference: break;
   }
   TS_FAIL("unknown GEMM backend " << static_cast<int>(opt.backend), "use Backend::kAuto");
 }

@@ -26,10 +26,45 @@
 //
 // Determinism: every implementation gives identical bits for every run and every thread
 // count (threads split output tiles, never K).
+//
+// Backends. kReference: the formula written out (gemm_reference.cc). kPortable and
+// kAvx512: the blocked kernels below. kAuto: kAvx512 when simd_path() is Avx512Bf16 (CPU
+// has AVX512-BF16 and TINYSEEK_SIMD / set_simd_override do not force portable), else
+// kPortable. Accumulation::kTensorCore is a numerical model, not a kernel: it always runs
+// the reference implementation, whatever the backend.
+//
+// Blocked kernels (gemm_blocked.h, gemm_avx512.cc, gemm_portable.cc), BLIS-style:
+//   op(B) [K,N] is packed into NR-wide panels, [panel][k-step][NR]; op(A) into MR-tall
+//   panels per (mc x kc) block. A micro-kernel keeps an MR x NR tile of P_g in registers.
+//   Kernels (MR x NR, element of a packed k-step):
+//     avx512 BF16   8 x 32   BF16 k-pair (vdpbf16ps), used when both operands are BF16/FP8
+//                            (FP8 codes are widened to BF16 while packing: exact)
+//     avx512 FP32   8 x 32   FP32 (vfmadd231ps), used when either operand is F32
+//     portable      4 x 16   FP32 (plain C++; FP8/BF16 decoded exactly to FP32)
+//   Blocking: kc = a whole number of promotion groups (~512 k for BF16, ~256 for FP32),
+//   mc <= 128 rows, nc <= 1024 columns per task, adjusted so tasks split evenly over threads.
+//   Loops: tasks (mc x nc blocks of C, static split over threads) -> kc blocks (pack the A
+//   block) -> NR panels -> MR panels -> micro-kernel over the block's groups.
+//   Per group g the micro-kernel computes, for its MR x NR tile,
+//     P = Σ_{k in g} a·b   in FP32 from +0, in k order (BF16: vdpbf16ps adds the odd then
+//                          the even product of each k-pair; a group of odd length is padded
+//                          with one zero product)
+//     acc = s·P  (first group)   or   acc = fma(P, s, acc)   with s = sA(m,g)·sB(g,n) in FP32
+//     (F32/BF16 operands: s = 1 and acc = P, then acc = acc + P)
+//   and finally C = alpha·acc (+ beta·C, each rounded, then added) as in the reference.
+//   The order of operations of an element depends only on K and G, never on the blocking or
+//   thread count, so results are bitwise identical for any thread count and between
+//   gemm(B) and gemm(pack_b(B)). Within a group the order may differ from the reference
+//   (BF16 pairs); the fma saves one rounding: both stay inside gemm_error_bound.
+//   vdpbf16ps treats BF16 denormal inputs as zero and flushes denormal FP32 results
+//   (DAZ/FTZ): BF16 operands with |x| < 2^-126, or partial sums below 2^-126, lose those
+//   values on the avx512 backend. FP8 values widened to BF16 are never denormal, and sums of
+//   FP8 products are multiples of 2^-32 (E5M2) or 2^-18 (E4M3), so FP8 GEMMs are unaffected.
 #pragma once
 #include <cstdint>
 #include <string>
 
+#include "tinyseek/base/aligned.h"
 #include "tinyseek/numerics/accum.h"
 #include "tinyseek/numerics/quant.h"
 
@@ -78,6 +113,40 @@ struct GemmOptions {
 // C = alpha op(A) op(B) + beta C. Checks shapes and scale layouts; throws tinyseek::Error
 // naming the mismatch.
 void gemm(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOptions& opt = {});
+
+// B packed once into a blocked backend's panel layout, for reuse across calls (weights:
+// one FP8 copy per optimizer step, packed once and used by every micro-batch's Fprop or
+// Dgrad). Owns its memory; the source operand may be freed after packing. Packing widens
+// FP8/BF16 exactly, so gemm(C, A, pack_b(B)) gives the same bits as gemm(C, A, B).
+struct PackedB {
+  Backend backend = Backend::kAuto;  // kPortable or kAvx512 once packed
+  bool bf16_pairs = false;           // panels hold BF16 k-pairs (AVX512-BF16 kernel), else FP32
+  int64_t K = 0, N = 0;              // op(B) is [K, N]
+  int64_t G = 0;                     // the promotion interval the panels were cut for
+  Matrix source;                     // B's shape, dtype, trans and scale grid (data, scales null)
+  AlignedBuffer<uint32_t> panels;    // [ceil(N/NR)][k-steps][NR] FP32 or BF16-pair units
+  AlignedBuffer<float> scales;       // FP8 only: [ceil(N/NR)][groups][NR] = sB(g, n)
+  bool empty() const { return backend == Backend::kAuto; }
+  size_t bytes() const { return panels.size() * sizeof(uint32_t) + scales.size() * sizeof(float); }
+};
+
+// Packs B for gemm(C, ldc, A, packed, opt). opt.backend selects the kernels (kAuto as in
+// gemm(); kReference is refused: it has no packed form). group = the promotion interval
+// G the calls will use (0: min(opt.promote_every, K-extent of B's scale tiles), right for
+// A with 1x128 or coarser scales); gemm() checks it against A. B in BF16/FP8 is packed for
+// the BF16 kernel on avx512, so A must then be BF16/FP8 too (checked).
+PackedB pack_b(const Matrix& B, const GemmOptions& opt = {}, int64_t group = 0);
+// The same into `out`, reusing its memory when the size is unchanged: repacking every step
+// then costs no allocation or page faults (which cost ~10 us per 4 KiB page on this VM).
+void pack_b(PackedB& out, const Matrix& B, const GemmOptions& opt = {}, int64_t group = 0);
+
+// C = alpha op(A) B + beta C with B packed by pack_b. opt.backend must be kAuto or the
+// backend B was packed for; opt.promote_every and accumulation must match the packing
+// (kTensorCore is refused). Same bits as gemm() with the unpacked B.
+void gemm(float* C, int64_t ldc, const Matrix& A, const PackedB& B, const GemmOptions& opt = {});
+
+// The backend kAuto resolves to right now (kAvx512 or kPortable).
+Backend auto_backend();
 
 // The promotion interval G gemm() would use for these operands (exposed for tests).
 int64_t promotion_interval(const Matrix& A, const Matrix& B, int promote_every);

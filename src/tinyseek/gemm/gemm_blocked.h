@@ -1,0 +1,252 @@
+// Internal: the blocked GEMM shared by the portable (gemm_portable.cc) and AVX-512
+// (gemm_avx512.cc) backends — how K is cut into promotion groups and packed k-steps, the
+// packed-panel views, the block plan, the micro-kernel's arguments and the driver loop.
+// Not part of the public API; the scheme is documented in gemm.h ("Blocked kernels").
+//
+// Packed layouts (a "unit" is 32 bits: one FP32 value, or a BF16 k-pair with the smaller k
+// in the low half, as vdpbf16ps reads it):
+//   B panels   [ceil(N/NR)][steps_total][NR]   zero beyond N; group g starts at step g·steps_full
+//   B scales   [ceil(N/NR)][groups][NR]        sB(g, n), zero beyond N (FP8 operands only)
+//   A block    per MR-panel, either
+//                row layout  [MR][S]   (op(A) = A stored [M,K]: a straight copy of each row)
+//                step layout [S][MR]   (op(A) = Aᵀ, A stored [K,M]: a straight copy of rows)
+//              S = the block's k-steps; rows beyond M are zero
+//   A scales   per MR-panel [groups of the block][MR] = sA(m, g)
+// Either layout makes packing a copy/widen with no transposes; the micro-kernel broadcasts
+// A units from whichever layout, so both orientations of training (Fprop/Dgrad: A = X or
+// dY; Wgrad: A = dYᵀ) pack at streaming speed. Only B used transposed (Fprop's W) needs a
+// transpose, and weights are packed once per step (pack_b).
+//
+// The driver template lives in an anonymous namespace: each backend's .cc instantiates its
+// own copy compiled with its own flags (no ODR sharing of AVX-512 code with portable code).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>  // TEMP
+
+#include "tinyseek/base/aligned.h"
+#include "tinyseek/base/parallel.h"
+#include "tinyseek/gemm/gemm_internal.h"
+
+namespace tinyseek::gemm::detail {
+
+// K cut into `groups` promotion groups of G elements (the last may be shorter); group g is
+// packed as group_steps(g) k-steps of `width` elements (1: FP32; 2: BF16 pairs, a group of
+// odd length ends with a pair whose second element is a zero).
+struct KLayout {
+  int64_t K = 0, G = 1, groups = 0, width = 1, steps_full = 0, steps_last = 0;
+  int64_t steps_total() const { return groups == 0 ? 0 : (groups - 1) * steps_full + steps_last; }
+  int64_t group_len(int64_t g) const { return std::min(G, K - g * G); }
+  int64_t group_steps(int64_t g) const { return g == groups - 1 ? steps_last : steps_full; }
+};
+KLayout make_klayout(int64_t K, int64_t G, int64_t width);
+
+// A packed op(B) as the kernels read it.
+struct PanelsView {
+  const uint32_t* units = nullptr;  // [panels][steps_total][NR]
+  const float* scales = nullptr;    // [panels][groups][NR]; null when B carries no scales
+  bool scales_uniform = false;      // every (panel, group) has one scale for all NR columns
+  int64_t N = 0;
+  int nr = 0;
+  bool pairs = false;
+  KLayout kl;
+};
+
+// Grow-only scratch (allocation and page faults once per thread, not per call).
+template <class T>
+struct Scratch {
+  AlignedBuffer<T> buf;
+  T* get(size_t n) {
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+};
+
+// Scales of an A block: sa[(p·ng + g)·mr + i] = sA(m0 + p·mr + i, g0 + g), zero past M.
+void pack_a_scales(float* sa, const Matrix& A, int64_t m0, int64_t rows, int64_t g0, int64_t ng, int64_t G, int mr);
+// Scales of B panels [j0, j1): sb[(j·groups + g)·nr + i] = sB(g, j·nr + i), zero past N.
+void pack_b_scales(float* sb, const Matrix& B, const KLayout& kl, int nr, int64_t j0, int64_t j1);
+
+// B to pack inside run_blocked's parallel region (gemm() with an unpacked B: one fork/join
+// per call instead of two, which matters for expert-sized GEMMs), or nothing (B.src null).
+struct PackJob {
+  const Matrix* src = nullptr;
+  uint32_t* units = nullptr;  // where PanelsView::units points
+  float* scales = nullptr;    // where PanelsView::scales points (FP8 B)
+};
+
+// Per backend (gemm_avx512.cc / gemm_portable.cc). pack_b_*: the whole of op(B) in its own
+// parallel region (pack_b()).
+int avx512_nr(bool pairs);
+void pack_b_avx512(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl, bool pairs);
+void run_avx512(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
+                const PackJob& job);
+int portable_nr();
+void pack_b_portable(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl);
+void run_portable(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
+                  const PackJob& job);
+
+// The blocked path of gemm() (validated operands, G from checked_promotion_interval,
+// backend kPortable or kAvx512): packs B into per-thread scratch, then runs.
+void gemm_blocked(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOptions& opt, int64_t G,
+                  Backend backend);
+
+// How the output is cut into tasks (mc x nc blocks of C) and K into kc blocks.
+struct BlockPlan {
+  int64_t mc = 0, nc = 0, blocks_m = 0, blocks_n = 0, kc_groups = 1;
+  int64_t tasks() const { return blocks_m * blocks_n; }
+};
+// mc <= mc_max and nc <= nc_max (multiples of mr / nr), kc_groups = the groups that fit in
+// kc_steps k-steps. Enough tasks for `threads` and a task count that splits evenly when
+// tasks are few. Only the speed depends on the plan, never the bits.
+BlockPlan plan_blocks(int64_t M, int64_t N, const KLayout& kl, int mr, int nr, int64_t mc_max, int64_t nc_max,
+                      int64_t kc_steps, int threads);
+
+// One micro-kernel call: an MR x NR tile of C over the groups of one kc block.
+struct MicroArgs {
+  const uint32_t* a = nullptr;  // the A panel (row layout: row i at a + i·a_stride)
+  int64_t a_stride = 0;         // row layout: units between panel rows (the block's k-steps)
+  const uint32_t* b = nullptr;  // the B panel at the block's first step
+  const float* sa = nullptr;    // [groups][MR]    (scaled kernels only)
+  const float* sb = nullptr;    // [groups][NR], or one [NR] row when sb_gstride == 0
+  int64_t sb_gstride = 0;
+  bool sb_uniform = false;      // sB is the same for all NR columns of every group
+  int64_t groups = 0, steps_full = 0, steps_last = 0;  // of this block
+  float* acc = nullptr;         // running sums between kc blocks: MR x NR at ld ldacc
+  int64_t ldacc = 0;
+  bool first = false, last = false;  // block holds K's first / last group
+  float* c = nullptr;           // the C tile (written when last)
+  const float* c_next = nullptr;    // the next call's C tile, and acc tile (prefetched)
+  const float* acc_next = nullptr;
+  const char* b_pf = nullptr;   // lines of the next NR panel's B block to prefetch
+  int64_t b_pf_lines = 0;
+  int64_t ldc = 0;
+  int rows = 0, cols = 0;       // valid rows / columns of the C tile
+  float alpha = 1.0f, beta = 0.0f;
+};
+using MicroKernel = void (*)(const MicroArgs&);
+
+namespace {
+
+// The loops of the blocked GEMM for one backend. Kernel provides MR, NR, kc_steps,
+// pack_a(dst, A, m0, rows, g0, ng, kl, S) filling ceil(rows/MR) panels, and
+// select(scaled, step_layout) -> MicroKernel.
+// Packs panels [0, panels) of op(B) and their scales, split over the threads of the
+// enclosing parallel region (an omp for: ends with a barrier).
+template <class Kernel>
+void pack_b_panels(const PackJob& job, const KLayout& kl, uint32_t* scratch) {
+  const int64_t panels = (job.src->op_cols() + Kernel::NR - 1) / Kernel::NR;
+#pragma omp for schedule(static)
+  for (int64_t j = 0; j < panels; ++j) {
+    Kernel::pack_b_panel(job.units, *job.src, kl, j, scratch);
+    if (job.scales) pack_b_scales(job.scales, *job.src, kl, Kernel::NR, j, j + 1);
+  }
+}
+
+template <class Kernel>
+void pack_b_blocked(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl) {
+  const int threads = max_threads();
+  const int64_t per_thread = Kernel::pack_b_scratch_units(kl);
+  thread_local Scratch<uint32_t> scratch;
+  uint32_t* all = scratch.get(static_cast<size_t>(std::max<int64_t>(per_thread * threads, 1)));
+  const PackJob job{&B, units, scales};
+#pragma omp parallel num_threads(threads)
+  pack_b_panels<Kernel>(job, kl, all + thread_id() * per_thread);
+}
+
+template <class Kernel>
+void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
+                 const PackJob& job) {
+  constexpr int MR = Kernel::MR, NR = Kernel::NR;
+  const int64_t M = A.op_rows(), N = B.N;
+  const KLayout& kl = B.kl;
+  const bool scaled = is_fp8(A.dtype) || B.scales != nullptr;
+  const bool step_layout = A.trans;
+  const MicroKernel micro = Kernel::select(scaled, step_layout);
+  const int threads = max_threads();
+  static const int64_t env_mc = getenv("TSG_MC") ? atoll(getenv("TSG_MC")) : 128;
+  static const int64_t env_nc = getenv("TSG_NC") ? atoll(getenv("TSG_NC")) : 1024;
+  static const int64_t env_kc = getenv("TSG_KC") ? atoll(getenv("TSG_KC")) : Kernel::kc_steps;
+  const BlockPlan plan = plan_blocks(M, N, kl, MR, NR, env_mc, env_nc, env_kc, threads);
+  const int64_t mc_pad = (plan.mc + MR - 1) / MR * MR, nc_pad = (plan.nc + NR - 1) / NR * NR;
+  const int64_t kc_units = plan.kc_groups * kl.steps_full;
+  // Per-thread slices of the calling thread's scratch: A block, its scales, running sums.
+  // Slices start on 64-byte boundaries (16 units): the packers use aligned vector stores.
+  const int64_t a_units = (mc_pad * kc_units + 15) / 16 * 16, sa_count = mc_pad * plan.kc_groups,
+                acc_count = mc_pad * nc_pad;
+  const int64_t pack_units = job.src ? Kernel::pack_b_scratch_units(kl) : 0;
+  const int64_t per_thread_units = (a_units + pack_units + 15) / 16 * 16;
+  const int64_t per_thread_floats = (sa_count + acc_count + NR + 15) / 16 * 16;
+  thread_local Scratch<uint32_t> units_scratch;
+  thread_local Scratch<float> float_scratch;
+  uint32_t* units_all = units_scratch.get(static_cast<size_t>(per_thread_units * threads));
+  float* floats_all = float_scratch.get(static_cast<size_t>(per_thread_floats * threads));
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    uint32_t* a_blk = units_all + t * per_thread_units;
+    if (job.src) pack_b_panels<Kernel>(job, kl, a_blk + a_units);
+    float* sa_blk = floats_all + t * per_thread_floats;
+    float* acc = sa_blk + sa_count;
+    float* ones = acc + acc_count;  // sB of an unscaled B beside a scaled A
+    std::fill(ones, ones + NR, 1.0f);
+    MicroArgs x;
+    x.ldacc = nc_pad;
+    x.ldc = ldc;
+    x.alpha = opt.alpha, x.beta = opt.beta;
+    x.steps_full = kl.steps_full;
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < plan.tasks(); ++task) {
+      const int64_t ic = task / plan.blocks_n * plan.mc, jc = task % plan.blocks_n * plan.nc;
+      const int64_t rows_blk = std::min(plan.mc, M - ic), cols_blk = std::min(plan.nc, N - jc);
+      for (int64_t g0 = 0; g0 < kl.groups; g0 += plan.kc_groups) {
+        const int64_t ng = std::min(plan.kc_groups, kl.groups - g0);
+        const int64_t S = (ng - 1) * kl.steps_full + kl.group_steps(g0 + ng - 1);
+        Kernel::pack_a(a_blk, A, ic, rows_blk, g0, ng, kl, S);
+        if (scaled) pack_a_scales(sa_blk, A, ic, rows_blk, g0, ng, kl.G, MR);
+        x.groups = ng;
+        x.steps_last = kl.group_steps(g0 + ng - 1);
+        x.first = g0 == 0;
+        x.last = g0 + ng == kl.groups;
+        x.a_stride = S;
+        for (int64_t jr = 0; jr < cols_blk; jr += NR) {
+          const int64_t panel = (jc + jr) / NR;
+          x.b = B.units + (panel * kl.steps_total() + g0 * kl.steps_full) * NR;
+          if (B.scales) {
+            x.sb = B.scales + (panel * kl.groups + g0) * NR;
+            x.sb_gstride = NR;
+            x.sb_uniform = B.scales_uniform;
+          } else {
+            x.sb = ones;
+            x.sb_gstride = 0;
+            x.sb_uniform = true;
+          }
+          x.cols = static_cast<int>(std::min<int64_t>(NR, cols_blk - jr));
+          // The next panel's B block (S x NR units) is prefetched a slice per call.
+          const int64_t calls = (rows_blk + MR - 1) / MR, lines = S * NR * 4 / 64;
+          const int64_t per_call = (lines + calls - 1) / calls;
+          const char* b_next = reinterpret_cast<const char*>(x.b + kl.steps_total() * NR);
+          const bool has_next = jr + NR < cols_blk;
+          for (int64_t ir = 0; ir < rows_blk; ir += MR) {
+            x.a = a_blk + ir * S;
+            x.sa = sa_blk + ir * ng;
+            x.acc = acc + ir * nc_pad + jr;
+            x.c = C + (ic + ir) * ldc + jc + jr;
+            // The next call: the next MR rows, or the first rows of the next NR panel.
+            const bool next_row = ir + MR < rows_blk;
+            x.c_next = next_row ? x.c + MR * ldc : C + ic * ldc + jc + std::min(jr + NR, cols_blk - 1);
+            x.acc_next = next_row ? x.acc + MR * nc_pad : acc + std::min(jr + NR, nc_pad - NR);
+            x.rows = static_cast<int>(std::min<int64_t>(MR, rows_blk - ir));
+            x.b_pf = b_next + (ir / MR) * per_call * 64;
+            x.b_pf_lines = has_next ? std::min(per_call, lines - (ir / MR) * per_call) : 0;
+            micro(x);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+}  // namespace tinyseek::gemm::detail
