@@ -1,10 +1,11 @@
-// Tests for the blocked GEMM backends (Backend::kPortable, Backend::kAvx512) and the kAuto
-// dispatch: every backend against the FP64 oracle within gemm_error_bound over the generic
-// shape sweep, the training orientations (larger shapes too), every FP8 granularity on
-// either side, odd sizes at every blocking boundary (MR, NR, kc, mc, nc, G ± 1); alpha/beta
-// (beta = 0 ignores NaN in C; C = alpha·acc + beta·C0 bit for bit); prepacked B gives the
-// same bits as unpacked; identical bits for 1, 2, 3 threads and across runs; kAuto follows
-// simd_path() (set_simd_override and TINYSEEK_SIMD=portable); edge cases and bad input.
+// Tests of every GEMM backend (kReference, kPortable, kAvx512) and the kAuto dispatch: each
+// backend against the FP64 oracle within gemm_error_bound over the generic shape sweep, the
+// training orientations (Fprop, Dgrad, Wgrad with beta = 1; small odd and larger shapes),
+// every FP8 granularity on either side, odd sizes at every blocking boundary (MR, NR, kc,
+// mc, nc, G ± 1); the blocked kernels' documented formula bit for bit; alpha/beta (beta = 0
+// ignores NaN in C; C = alpha·acc + beta·C0 bit for bit); prepacked B gives the same bits as
+// unpacked; identical bits for 1, 2, 3 threads and across runs; kAuto follows simd_path()
+// (set_simd_override and TINYSEEK_SIMD=portable); edge cases and bad input.
 // Each test prints the worst max |C - C64| / tol per backend.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -62,72 +63,64 @@ void run_all_backends(const Case& c, uint64_t seed, Worst& worst, bool print = f
   for (Backend b : all_backends()) worst.add(b, judge(c, p, run_backend(c, p, b), to_string(b), print));
 }
 
-int64_t count_bit_differences(const std::vector<float>& x, const std::vector<float>& y) {
-  int64_t d = 0;
-  for (size_t i = 0; i < x.size(); ++i) d += std::bit_cast<uint32_t>(x[i]) != std::bit_cast<uint32_t>(y[i]);
-  return d;
-}
-
-constexpr int64_t kDims[] = {1, 2, 127, 128, 129, 255, 300};
-constexpr DType kDTypes[] = {DType::F32, DType::BF16, DType::E4M3, DType::E5M2};
-constexpr Granularity kGrans[] = {Granularity::Tensor,    Granularity::Row,          Granularity::Col,
-                                  Granularity::Tile1x128, Granularity::Tile128x1,    Granularity::Block128x128,
-                                  Granularity::Mx1x32,    Granularity::Mx32x1};
-
-// The reference's 48-case sweep (gemm_test.cc) through every backend.
+// The generic 48-case sweep (sweep_case) through every backend, the reference included.
 TEST(GemmBlocked, BackendsMatchOracleSweep) {
   Worst worst;
-  for (int i = 0; i < 48; ++i) {
-    Case c;
-    c.label = "sweep" + std::to_string(i);
-    c.M = kDims[i % 7], c.N = kDims[(3 * i + 2) % 7], c.K = kDims[(5 * i + 4) % 7];
-    c.ta = i & 1, c.tb = (i >> 1) & 1;
-    c.a = {kDTypes[(i >> 2) % 4], kGrans[(5 * i) % 8]};
-    c.b = {kDTypes[(i + i / 16 + 1) % 4], kGrans[(3 * i + 1) % 8]};
-    c.pad = i % 3 == 0 ? 0 : (i % 3 == 1 ? 3 : 16);
-    if (i % 5 == 0) c.alpha = -1.5f, c.beta = 0.5f;
-    if (i % 5 == 1) c.beta = 1.0f;
-    run_all_backends(c, 1000 + i, worst);
-  }
+  for (int i = 0; i < 48; ++i) run_all_backends(sweep_case(i), 1000 + i, worst);
   worst.print("sweep");
 }
 
-// Fprop / Dgrad / Wgrad of a Linear (X [T, Kin], W [Nout, Kin], dY [T, Nout]) in every
-// dtype, DeepSeek-V3 tiles and MX blocks for FP8, at small and large shapes.
+// The orientations training uses (Linear with X [T, Kin], W [Nout, Kin], dY [T, Nout]):
+//   Fprop M=T,    N=Nout, K=Kin:  A = X [T,Kin] 1x128,         B = W [Nout,Kin] block, trans
+//   Dgrad M=T,    N=Kin,  K=Nout: A = dY [T,Nout] 1x128,       B = W [Nout,Kin] block
+//   Wgrad M=Nout, N=Kin,  K=T:    A = dY [T,Nout] 128x1 trans, B = X [T,Kin] 128x1, beta = 1
+// and the same with OCP MX 32-element blocks along K; through every backend. Large shapes
+// in every dtype (FP8 roles only for E4M3); small odd shapes in FP8 (gradients in E5M2 for
+// some, the hybrid recipe). Checks the promotion interval each role gets (128, MX: 32).
 TEST(GemmBlocked, BackendsMatchOracleTrainingOrientations) {
   struct Role {
     const char* name;
     bool ta, tb;
     Granularity ga, gb;
     float beta;
+    int64_t expected_G;
   };
   const Role roles[] = {
-      {"fprop", false, true, Granularity::Tile1x128, Granularity::Block128x128, 0.0f},
-      {"dgrad", false, false, Granularity::Tile1x128, Granularity::Block128x128, 0.0f},
-      {"wgrad", true, false, Granularity::Tile128x1, Granularity::Tile128x1, 1.0f},
-      {"fprop-mx", false, true, Granularity::Mx1x32, Granularity::Mx1x32, 0.0f},
-      {"dgrad-mx", false, false, Granularity::Mx1x32, Granularity::Mx32x1, 0.0f},
-      {"wgrad-mx", true, false, Granularity::Mx32x1, Granularity::Mx32x1, 1.0f},
+      {"fprop", false, true, Granularity::Tile1x128, Granularity::Block128x128, 0.0f, 128},
+      {"dgrad", false, false, Granularity::Tile1x128, Granularity::Block128x128, 0.0f, 128},
+      {"wgrad", true, false, Granularity::Tile128x1, Granularity::Tile128x1, 1.0f, 128},
+      {"fprop-mx", false, true, Granularity::Mx1x32, Granularity::Mx1x32, 0.0f, 32},
+      {"dgrad-mx", false, false, Granularity::Mx1x32, Granularity::Mx32x1, 0.0f, 32},
+      {"wgrad-mx", true, false, Granularity::Mx32x1, Granularity::Mx32x1, 1.0f, 32},
   };
-  const int64_t shapes[][3] = {{512, 384, 1000}, {300, 257, 129}, {33, 1030, 520}};
+  const int64_t large[][3] = {{512, 384, 1000}, {300, 257, 129}, {33, 1030, 520}};
+  const int64_t small[][3] = {{1, 300, 129}, {127, 255, 300}, {129, 128, 255}, {300, 2, 128}};
   Worst worst;
   int i = 0;
-  for (const Role& r : roles)
+  auto run = [&](const Role& r, const int64_t* shape, DType dt, bool dy_e5m2, int64_t pad) {
+    Case c;
+    c.label = r.name;
+    c.M = shape[0], c.N = shape[1], c.K = shape[2];
+    c.ta = r.ta, c.tb = r.tb, c.beta = r.beta;
+    c.a = {dy_e5m2 ? DType::E5M2 : dt, r.ga};
+    c.b = {dt, r.gb};
+    c.pad = pad;
+    const Problem p = make_problem(c, 5000 + i++);
+    if (is_fp8(dt)) {
+      EXPECT_EQ(promotion_interval(p.A.view(), p.B.view(), c.promote_every), r.expected_G) << r.name;
+    }
+    for (Backend b : all_backends()) worst.add(b, judge(c, p, run_backend(c, p, b), to_string(b), true));
+  };
+  for (const Role& r : roles) {
+    const bool mx = std::string(r.name).find("mx") != std::string::npos;
+    const bool grad_a = std::string(r.name).rfind("fprop", 0) != 0;  // A is dY
     for (int s = 0; s < 3; ++s)
       for (DType dt : {DType::F32, DType::BF16, DType::E4M3}) {
-        const bool mx = std::string(r.name).find("mx") != std::string::npos;
         if (mx && dt != DType::E4M3) continue;  // MX roles differ only in FP8 scales
-        Case c;
-        c.label = r.name;
-        c.M = shapes[s][0], c.N = shapes[s][1], c.K = shapes[s][2];
-        c.ta = r.ta, c.tb = r.tb, c.beta = r.beta;
-        // Gradients in E5M2 for one shape (hybrid recipe).
-        const bool dy_e5m2 = dt == DType::E4M3 && s == 1 && std::string(r.name).rfind("fprop", 0) != 0;
-        c.a = {dy_e5m2 ? DType::E5M2 : dt, r.ga};
-        c.b = {dt, r.gb};
-        c.pad = s == 1 ? 5 : 0;
-        run_all_backends(c, 5000 + i++, worst, true);
+        run(r, large[s], dt, dt == DType::E4M3 && s == 1 && grad_a, s == 1 ? 5 : 0);
       }
+    for (int s = 0; s < 4; ++s) run(r, small[s], DType::E4M3, s >= 2 && grad_a, s % 2 ? 5 : 0);
+  }
   worst.print("training orientations");
 }
 
@@ -280,9 +273,10 @@ TEST(GemmBlocked, KernelsComputeTheDocumentedFormulaBitwise) {
 TEST(GemmBlocked, AlphaBetaSemanticsBitwise) {
   const int64_t M = 37, N = 41, K = 600, ldc = N + 2;
   const OperandSpec specs[][2] = {{{DType::F32}, {DType::F32}},
+                                  {{DType::F32}, {DType::BF16}},
                                   {{DType::BF16}, {DType::BF16}},
                                   {{DType::E4M3, Granularity::Tile1x128}, {DType::E4M3, Granularity::Block128x128}}};
-  for (Backend be : blocked_backends())
+  for (Backend be : all_backends())
     for (const auto& s : specs) {
       const Operand A = make_operand(s[0], M, K, 0, false, 31);
       const Operand B = make_operand(s[1], N, K, 0, true, 32);
@@ -298,8 +292,9 @@ TEST(GemmBlocked, AlphaBetaSemanticsBitwise) {
           nonfinite += !std::isfinite(acc[m * ldc + n]);
           differ += std::bit_cast<uint32_t>(acc[m * ldc + n]) != std::bit_cast<uint32_t>(over_zero[m * ldc + n]);
         }
-      std::printf("%-8s %-15s beta 0 over NaN C: %lld non-finite, %lld differ from C = 0\n", to_string(be),
-                  spec_name(s[0]).c_str(), (long long)nonfinite, (long long)differ);
+      std::printf("%-9s A %-15s B %-20s beta 0 over NaN C: %lld non-finite, %lld differ from C = 0\n",
+                  to_string(be), spec_name(s[0]).c_str(), spec_name(s[1]).c_str(), (long long)nonfinite,
+                  (long long)differ);
       EXPECT_EQ(nonfinite, 0);
       EXPECT_EQ(differ, 0);
       const std::vector<float> C0 = test_matrix(M, N, ldc, 33);
@@ -319,9 +314,10 @@ TEST(GemmBlocked, AlphaBetaSemanticsBitwise) {
         gemm_oracle(c64.data(), C0.data(), ldc, a, b, v[0], v[1]);
         gemm_error_bound(tol.data(), C0.data(), ldc, a, b, v[0], v[1], 128);
         const Evidence e = compare(C.data(), ldc, c64, tol, M, N);
-        std::printf("%-8s alpha %5.2f beta %5.2f A %-15s: %lld bit mismatches vs alpha*acc+beta*C0, "
-                    "max|C-C64|/tol %.3e\n",
-                    to_string(be), v[0], v[1], spec_name(s[0]).c_str(), (long long)wrong, e.ratio);
+        std::printf("%-9s alpha %5.2f beta %5.2f A %-15s B %-20s: %lld bit mismatches vs alpha*acc+beta*C0, "
+                    "max|C-C64|/tol %.3e, max abs %.3e\n",
+                    to_string(be), v[0], v[1], spec_name(s[0]).c_str(), spec_name(s[1]).c_str(), (long long)wrong,
+                    e.ratio, e.max_abs);
         EXPECT_EQ(wrong, 0);
         EXPECT_LE(e.ratio, 1.0);
       }
@@ -418,11 +414,7 @@ TEST(GemmBlocked, AutoFollowsSimdPath) {
   const std::vector<float> forced = run_backend(c, p, Backend::kAuto);
   Worst worst;
   for (int i = 0; i < 12; ++i) {  // part of the sweep through kAuto while forced portable
-    Case s;
-    s.label = "auto-sweep";
-    s.M = kDims[i % 7], s.N = kDims[(3 * i + 2) % 7], s.K = kDims[(5 * i + 4) % 7];
-    s.ta = i & 1, s.tb = (i >> 1) & 1;
-    s.a = {kDTypes[i % 4], kGrans[(5 * i) % 8]}, s.b = {kDTypes[(i + 1) % 4], kGrans[(3 * i + 1) % 8]};
+    const Case s = sweep_case(i);
     const Problem q = make_problem(s, 14100 + i);
     worst.add(Backend::kAuto, judge(s, q, run_backend(s, q, Backend::kAuto), "auto", false));
   }

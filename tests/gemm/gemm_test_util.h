@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -193,11 +194,32 @@ inline Evidence judge(const Case& c, const Problem& p, const std::vector<float>&
   return e;
 }
 
-// Runs one case through the reference backend, the oracle and the bound; checks C's
-// padding is untouched. Returns the evidence (also printed).
-inline Evidence run_case(const Case& c, uint64_t seed) {
-  const Problem p = make_problem(c, seed);
-  return judge(c, p, run_backend(c, p, Backend::kReference), "reference", true);
+inline int64_t count_bit_differences(const std::vector<float>& x, const std::vector<float>& y) {
+  int64_t d = 0;
+  for (size_t i = 0; i < x.size(); ++i) d += std::bit_cast<uint32_t>(x[i]) != std::bit_cast<uint32_t>(y[i]);
+  return d;
+}
+
+constexpr int64_t kDims[] = {1, 2, 127, 128, 129, 255, 300};
+constexpr DType kDTypes[] = {DType::F32, DType::BF16, DType::E4M3, DType::E5M2};
+constexpr Granularity kGrans[] = {Granularity::Tensor,    Granularity::Row,          Granularity::Col,
+                                  Granularity::Tile1x128, Granularity::Tile128x1,    Granularity::Block128x128,
+                                  Granularity::Mx1x32,    Granularity::Mx32x1};
+
+// Case i of the generic sweep (i < 48 reaches every dim in every position, every (transA,
+// transB), every dtype and every granularity on each side, leading dimensions > cols, and
+// alpha/beta variants).
+inline Case sweep_case(int i) {
+  Case c;
+  c.label = "sweep" + std::to_string(i);
+  c.M = kDims[i % 7], c.N = kDims[(3 * i + 2) % 7], c.K = kDims[(5 * i + 4) % 7];
+  c.ta = i & 1, c.tb = (i >> 1) & 1;
+  c.a = {kDTypes[(i >> 2) % 4], kGrans[(5 * i) % 8]};
+  c.b = {kDTypes[(i + i / 16 + 1) % 4], kGrans[(3 * i + 1) % 8]};
+  c.pad = i % 3 == 0 ? 0 : (i % 3 == 1 ? 3 : 16);
+  if (i % 5 == 0) c.alpha = -1.5f, c.beta = 0.5f;
+  if (i % 5 == 1) c.beta = 1.0f;
+  return c;
 }
 
 // Runs f, expects a tinyseek::Error whose text contains `needle`, prints the message.

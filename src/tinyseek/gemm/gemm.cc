@@ -13,7 +13,6 @@
 #include "tinyseek/gemm/gemm_internal.h"
 #include "tinyseek/numerics/bf16.h"
 #include "tinyseek/numerics/fp8.h"
-#include "tinyseek/numerics/simd.h"
 
 namespace tinyseek::gemm {
 
@@ -136,6 +135,15 @@ void validate_operands(const Matrix& A, const Matrix& B) {
            "Wgrad: A = dY [M, N] transposed)");
 }
 
+void validate_output(const float* C, int64_t ldc, int64_t M, int64_t N, const GemmOptions& opt) {
+  TS_CHECK(std::isfinite(opt.alpha) && std::isfinite(opt.beta),
+           "alpha and beta must be finite, got alpha " << opt.alpha << ", beta " << opt.beta,
+           "beta = 0 overwrites C, beta = 1 accumulates into it");
+  TS_CHECK(C != nullptr || M * N == 0, "output C [" << M << ", " << N << "] is null", "pass the output buffer");
+  TS_CHECK(ldc >= std::max<int64_t>(N, 1), "ldc " << ldc << " is smaller than the " << N << " columns of C",
+           "C is row-major [M, N]; ldc must be at least N");
+}
+
 int64_t checked_promotion_interval(const Matrix& A, const Matrix& B, int promote_every) {
   const int64_t G = promotion_interval(A, B, promote_every);
   const int64_t K = A.op_cols();
@@ -189,13 +197,7 @@ void decode_op(const Matrix& X, float* out) {
 
 void gemm(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOptions& opt) {
   detail::validate_operands(A, B);
-  const int64_t M = A.op_rows(), N = B.op_cols();
-  TS_CHECK(std::isfinite(opt.alpha) && std::isfinite(opt.beta),
-           "alpha and beta must be finite, got alpha " << opt.alpha << ", beta " << opt.beta,
-           "beta = 0 overwrites C, beta = 1 accumulates into it");
-  TS_CHECK(C != nullptr || M * N == 0, "output C [" << M << ", " << N << "] is null", "pass the output buffer");
-  TS_CHECK(ldc >= std::max<int64_t>(N, 1), "ldc " << ldc << " is smaller than the " << N << " columns of C",
-           "C is row-major [M, N]; ldc must be at least N");
+  detail::validate_output(C, ldc, A.op_rows(), B.op_cols(), opt);
   if (opt.accumulation == Accumulation::kTensorCore) {
     // Checked here because the model runs inside parallel loops, where a throw cannot escape.
     TS_CHECK(opt.tensorcore.mantissa_bits >= 1 && opt.tensorcore.mantissa_bits <= 23,
@@ -210,17 +212,7 @@ void gemm(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOpt
     detail::gemm_reference(C, ldc, A, B, opt, G);
     return;
   }
-  switch (opt.backend) {
-    case Backend::kAuto: detail::gemm_blocked(C, ldc, A, B, opt, G, auto_backend()); return;
-    case Backend::kPortable: detail::gemm_blocked(C, ldc, A, B, opt, G, Backend::kPortable); return;
-    case Backend::kAvx512:
-      TS_CHECK(cpu_has_avx512_bf16(), "GEMM backend 'avx512' requested but this CPU lacks AVX-512 with BF16",
-               "use Backend::kAuto (picks the portable kernels here) or Backend::kPortable");
-      detail::gemm_blocked(C, ldc, A, B, opt, G, Backend::kAvx512);
-      return;
-    case Backend::kReference: break;
-  }
-  TS_FAIL("unknown GEMM backend " << static_cast<int>(opt.backend), "use Backend::kAuto");
+  detail::gemm_blocked(C, ldc, A, B, opt, G);
 }
 
 }  // namespace tinyseek::gemm

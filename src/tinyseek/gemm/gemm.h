@@ -40,10 +40,12 @@
 //     avx512 BF16   8 x 32   BF16 k-pair (vdpbf16ps), used when both operands are BF16/FP8
 //                            (FP8 codes are widened to BF16 while packing: exact)
 //     avx512 FP32   8 x 32   FP32 (vfmadd231ps), used when either operand is F32
-//     portable      4 x 16   FP32 (plain C++; FP8/BF16 decoded exactly to FP32)
-//   Blocking: kc = a whole number of promotion groups (~512 k for BF16, ~256 for FP32),
-//   mc <= 128 rows, nc <= 1024 columns per task, adjusted so tasks split evenly over threads.
-//   Loops: tasks (mc x nc blocks of C, static split over threads) -> kc blocks (pack the A
+//     portable      4 x 8    FP32 (plain C++; FP8/BF16 decoded exactly to FP32)
+//   Blocking (Zen 5: 48 KiB L1d, 1 MiB L2 per core): kc = the whole promotion groups that
+//   fit in 256 k-steps (512 k for BF16 pairs, 256 for FP32: a 32 KiB B micro-panel in L1),
+//   mc <= 128 rows (a 128 KiB A block in L2), nc <= 1024 columns per task; mc and nc shrink
+//   so that the tasks split evenly over the threads.
+//   Loops: tasks (mc x nc blocks of C, taken by the threads in turn) -> kc blocks (pack the A
 //   block) -> NR panels -> MR panels -> micro-kernel over the block's groups.
 //   Per group g the micro-kernel computes, for its MR x NR tile,
 //     P = Σ_{k in g} a·b   in FP32 from +0, in k order (BF16: vdpbf16ps adds the odd then

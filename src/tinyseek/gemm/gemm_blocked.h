@@ -22,7 +22,6 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>  // TEMP
 
 #include "tinyseek/base/aligned.h"
 #include "tinyseek/base/parallel.h"
@@ -62,7 +61,11 @@ struct Scratch {
   }
 };
 
-// Scales of an A block: sa[(p·ng + g)·mr + i] = sA(m0 + p·mr + i, g0 + g), zero past M.
+// Largest micro-tile any backend uses (checked at compile time in run_blocked).
+constexpr int kMaxMR = 16, kMaxNR = 64;
+
+// Scales of an A block: sa[(p·ng + g)·mr + i] = sA(m0 + p·mr + i, g0 + g), zero past M
+// (1 for a BF16/F32 A beside a scaled B).
 void pack_a_scales(float* sa, const Matrix& A, int64_t m0, int64_t rows, int64_t g0, int64_t ng, int64_t G, int mr);
 // Scales of B panels [j0, j1): sb[(j·groups + g)·nr + i] = sB(g, j·nr + i), zero past N.
 void pack_b_scales(float* sb, const Matrix& B, const KLayout& kl, int nr, int64_t j0, int64_t j1);
@@ -87,9 +90,8 @@ void run_portable(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, c
                   const PackJob& job);
 
 // The blocked path of gemm() (validated operands, G from checked_promotion_interval,
-// backend kPortable or kAvx512): packs B into per-thread scratch, then runs.
-void gemm_blocked(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOptions& opt, int64_t G,
-                  Backend backend);
+// opt.backend kAuto, kPortable or kAvx512): packs B into per-thread scratch while running.
+void gemm_blocked(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOptions& opt, int64_t G);
 
 // How the output is cut into tasks (mc x nc blocks of C) and K into kc blocks.
 struct BlockPlan {
@@ -128,21 +130,28 @@ using MicroKernel = void (*)(const MicroArgs&);
 
 namespace {
 
-// The loops of the blocked GEMM for one backend. Kernel provides MR, NR, kc_steps,
-// pack_a(dst, A, m0, rows, g0, ng, kl, S) filling ceil(rows/MR) panels, and
-// select(scaled, step_layout) -> MicroKernel.
+// The templates below take a backend's Kernel, which provides:
+//   MR, NR                              the micro-tile
+//   kc_steps, mc_max, nc_max            the block plan's limits (plan_blocks)
+//   pack_b_panel(units, B, kl, j, scratch) and pack_b_scratch_units(kl): one NR panel of op(B)
+//   pack_a(dst, A, m0, rows, g0, ng, kl, S): ceil(rows/MR) panels of an A block
+//   select(scaled, step_layout) -> MicroKernel
+
 // Packs panels [0, panels) of op(B) and their scales, split over the threads of the
-// enclosing parallel region (an omp for: ends with a barrier).
+// enclosing parallel region (an omp for: ends with a barrier). Dynamic schedule: a panel's
+// bits do not depend on which thread packs it, and on a shared machine a descheduled thread
+// should not hold the other one up (the same for the tasks in run_blocked).
 template <class Kernel>
 void pack_b_panels(const PackJob& job, const KLayout& kl, uint32_t* scratch) {
   const int64_t panels = (job.src->op_cols() + Kernel::NR - 1) / Kernel::NR;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 2)
   for (int64_t j = 0; j < panels; ++j) {
     Kernel::pack_b_panel(job.units, *job.src, kl, j, scratch);
     if (job.scales) pack_b_scales(job.scales, *job.src, kl, Kernel::NR, j, j + 1);
   }
 }
 
+// All of op(B) in a parallel region of its own (pack_b()).
 template <class Kernel>
 void pack_b_blocked(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl) {
   const int threads = max_threads();
@@ -154,20 +163,20 @@ void pack_b_blocked(uint32_t* units, float* scales, const Matrix& B, const KLayo
   pack_b_panels<Kernel>(job, kl, all + thread_id() * per_thread);
 }
 
+// The loops of the blocked GEMM (gemm.h, "Blocked kernels"): one parallel region that first
+// packs B if `job` says so, then runs the tasks.
 template <class Kernel>
 void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
                  const PackJob& job) {
   constexpr int MR = Kernel::MR, NR = Kernel::NR;
+  static_assert(MR <= kMaxMR && NR <= kMaxNR, "the scale packers' scratch is sized by kMaxMR / kMaxNR");
   const int64_t M = A.op_rows(), N = B.N;
   const KLayout& kl = B.kl;
   const bool scaled = is_fp8(A.dtype) || B.scales != nullptr;
   const bool step_layout = A.trans;
   const MicroKernel micro = Kernel::select(scaled, step_layout);
   const int threads = max_threads();
-  static const int64_t env_mc = getenv("TSG_MC") ? atoll(getenv("TSG_MC")) : 128;
-  static const int64_t env_nc = getenv("TSG_NC") ? atoll(getenv("TSG_NC")) : 1024;
-  static const int64_t env_kc = getenv("TSG_KC") ? atoll(getenv("TSG_KC")) : Kernel::kc_steps;
-  const BlockPlan plan = plan_blocks(M, N, kl, MR, NR, env_mc, env_nc, env_kc, threads);
+  const BlockPlan plan = plan_blocks(M, N, kl, MR, NR, Kernel::mc_max, Kernel::nc_max, Kernel::kc_steps, threads);
   const int64_t mc_pad = (plan.mc + MR - 1) / MR * MR, nc_pad = (plan.nc + NR - 1) / NR * NR;
   const int64_t kc_units = plan.kc_groups * kl.steps_full;
   // Per-thread slices of the calling thread's scratch: A block, its scales, running sums.
@@ -195,7 +204,9 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
     x.ldc = ldc;
     x.alpha = opt.alpha, x.beta = opt.beta;
     x.steps_full = kl.steps_full;
-#pragma omp for schedule(static)
+    // Each task computes whole mc x nc tiles of C over all of K, so any thread may take any
+    // task (dynamic: the first free thread takes the next one) without changing a bit.
+#pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < plan.tasks(); ++task) {
       const int64_t ic = task / plan.blocks_n * plan.mc, jc = task % plan.blocks_n * plan.nc;
       const int64_t rows_blk = std::min(plan.mc, M - ic), cols_blk = std::min(plan.nc, N - jc);

@@ -12,6 +12,8 @@ namespace tinyseek::gemm::detail {
 void validate_operand(const Matrix& X, const char* name);
 // Checks both operands and that op(A) [M,K] and op(B) [K,N] agree on K.
 void validate_operands(const Matrix& A, const Matrix& B);
+// Checks the output C [M, N] (ldc, not null unless empty) and that alpha and beta are finite.
+void validate_output(const float* C, int64_t ldc, int64_t M, int64_t N, const GemmOptions& opt);
 // promotion_interval() plus the check that scales are constant inside every K-group.
 int64_t checked_promotion_interval(const Matrix& A, const Matrix& B, int promote_every);
 

@@ -135,7 +135,7 @@ void pack_b_panel_portable(uint32_t* units, const Matrix& B, const KLayout& kl, 
 
 struct Kernel {
   static constexpr int MR = kMR, NR = kNR;
-  static constexpr int64_t kc_steps = 256;
+  static constexpr int64_t kc_steps = 256, mc_max = 128, nc_max = 1024;
   static int64_t pack_b_scratch_units(const KLayout&) { return 0; }
   static void pack_b_panel(uint32_t* units, const Matrix& B, const KLayout& kl, int64_t j, uint32_t*) {
     pack_b_panel_portable(units, B, kl, j);
