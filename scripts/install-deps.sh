@@ -9,6 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev      # JSON, command line
   libgtest-dev libgmock-dev            # tests
   python3 python3-torch python3-numpy  # PyTorch reference tests and baseline
+  python3-regex                        # tokenizer tests: pre-tokenizer regexes (Oniguruma semantics)
   libbenchmark-dev libdnnl-dev libopenblas-dev   # benchmark peers
   openmpi-bin libopenmpi-dev           # distributed training and its tests
 )
