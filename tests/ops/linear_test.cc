@@ -2,7 +2,7 @@
 // accumulate flag, backward against central finite differences of L(x, W) = Σ G ⊙ (x Wᵀ)
 // evaluated in double (the op itself is float-only, so this compares FP32 gradients with
 // double-precision FD at FP32 tolerance), accumulation into dx/dW, skipping null gradients,
-// and the "not built yet" error for non-FP32 precisions.
+// and the up-front rejection of inconsistent precisions.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -81,20 +81,23 @@ TEST(Linear, BackwardMatchesFiniteDifferences) {
   EXPECT_LE(rel_err(gw2, fd_w), 1e-5);
 }
 
-TEST(Linear, NonFp32PrecisionIsNotBuiltYet) {
+TEST(Linear, InconsistentPrecisionIsRejected) {
+  // The FP8 paths are tested in linear_fp8_test.cc; here only the up-front validation.
   std::vector<float> x(N * IN), w(OUT * IN), y(N * OUT);
   LinearPrecision p;
-  p.fprop = gemm::DType::E4M3;
+  LinearState st;
+  p.fprop_x = p.weight = gemm::DType::E4M3;
+  p.granularity = LinearGranularity::kMx32;  // E8M0 scales need scale_type pow2
   try {
-    linear_forward(y.data(), x.data(), w.data(), N, IN, OUT, false, p);
-    FAIL() << "E4M3 linear should not be available yet";
+    linear_forward(y.data(), x.data(), w.data(), 0, N, IN, OUT, false, p, st);
+    FAIL() << "mx32 with FP32 scales should be rejected";
   } catch (const Error& e) {
     std::printf("[linear] %s\n", e.message().c_str());
-    EXPECT_NE(e.message().find("not built yet"), std::string::npos);
+    EXPECT_NE((e.message() + e.hint()).find("pow2"), std::string::npos);
   }
   p = {};
-  p.wgrad = gemm::DType::BF16;
-  EXPECT_THROW(linear_backward(x.data(), w.data(), y.data(), x.data(), w.data(), N, IN, OUT, p), Error);
+  p.saved_x = gemm::DType::E4M3;  // the cached FP8 X must be the Wgrad operand
+  EXPECT_THROW(linear_backward(x.data(), w.data(), y.data(), x.data(), w.data(), 0, N, IN, OUT, p, st), Error);
 }
 
 }  // namespace

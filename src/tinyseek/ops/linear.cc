@@ -1,53 +1,494 @@
 #include "tinyseek/ops/linear.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "tinyseek/base/check.h"
+#include "tinyseek/numerics/bf16.h"
+#include "tinyseek/numerics/fp8.h"
 
 namespace tinyseek::ops {
 
-namespace {
+using gemm::DType;
+using gemm::Matrix;
+using numerics::Granularity;
 
-void check_precision(const LinearPrecision& p) {
-  TS_CHECK(p.fprop == gemm::DType::F32 && p.dgrad == gemm::DType::F32 && p.wgrad == gemm::DType::F32,
-           "linear with operand formats fprop " << gemm::to_string(p.fprop) << ", dgrad "
-               << gemm::to_string(p.dgrad) << ", wgrad " << gemm::to_string(p.wgrad)
-               << " is not built yet (only F32 is)",
-           "use the fp32 precision recipe");
+const char* to_string(LinearGranularity g) {
+  switch (g) {
+    case LinearGranularity::kTensor: return "tensor";
+    case LinearGranularity::kRow: return "row";
+    case LinearGranularity::kTile128: return "tile128";
+    case LinearGranularity::kMx32: return "mx32";
+  }
+  return "?";
 }
+
+const char* to_string(LinearOperand o) {
+  switch (o) {
+    case LinearOperand::kFpropX: return "fprop.x";
+    case LinearOperand::kWeight: return "fprop.w";
+    case LinearOperand::kDgradWeight: return "dgrad.w";
+    case LinearOperand::kDgradDy: return "dgrad.dy";
+    case LinearOperand::kWgradDy: return "wgrad.dy";
+    case LinearOperand::kWgradX: return "wgrad.x";
+    case LinearOperand::kCount: break;
+  }
+  return "?";
+}
+
+numerics::Granularity operand_granularity(LinearGranularity g, bool weight, bool k_along_cols) {
+  switch (g) {
+    case LinearGranularity::kTensor: return Granularity::Tensor;
+    case LinearGranularity::kRow: return k_along_cols ? Granularity::Row : Granularity::Col;
+    case LinearGranularity::kTile128:
+      if (weight) return Granularity::Block128x128;
+      return k_along_cols ? Granularity::Tile1x128 : Granularity::Tile128x1;
+    case LinearGranularity::kMx32: return k_along_cols ? Granularity::Mx1x32 : Granularity::Mx32x1;
+  }
+  return Granularity::Tensor;
+}
+
+bool LinearPrecision::plain_fp32() const {
+  return fprop_x == DType::F32 && weight == DType::F32 && dgrad_dy == DType::F32 && wgrad_dy == DType::F32 &&
+         wgrad_x == DType::F32 && saved_x == DType::F32 && accumulation == gemm::Accumulation::kFp32 &&
+         promote_every == gemm::GemmOptions{}.promote_every && backend == gemm::Backend::kAuto;
+}
+
+void LinearPrecision::validate() const {
+  TS_CHECK(!gemm::is_fp8(saved_x) || wgrad_x == saved_x,
+           "a Linear that keeps X in " << gemm::to_string(saved_x) << " for Wgrad must use it as the Wgrad operand, "
+           "but wgrad_x is " << gemm::to_string(wgrad_x), "this is a bug in the precision-map resolution");
+  TS_CHECK(amax_history >= 0, "amax history length must be >= 0, got " << amax_history, "0 = online scaling");
+  TS_CHECK(promote_every >= 1, "promote_every must be >= 1, got " << promote_every, "DeepSeek-V3 promotes every 128");
+  const bool any_fp8 = gemm::is_fp8(fprop_x) || gemm::is_fp8(weight) || gemm::is_fp8(dgrad_dy) ||
+                       gemm::is_fp8(wgrad_dy) || gemm::is_fp8(wgrad_x);
+  if (!any_fp8) return;
+  const int extent = granularity == LinearGranularity::kTile128 ? 128 : granularity == LinearGranularity::kMx32 ? 32 : 0;
+  TS_CHECK(extent == 0 || promote_every >= extent || extent % promote_every == 0,
+           "promote_every " << promote_every << " does not fit " << to_string(granularity)
+           << " scale tiles of " << extent << " elements along K (a scale must be constant inside a promotion group)",
+           "use a promote_every that divides " << extent << " or is >= " << extent);
+  TS_CHECK(granularity != LinearGranularity::kMx32 || scale_type == numerics::ScaleType::Pow2,
+           "mx32 granularity uses E8M0 (power-of-two) scales but scale_type is fp32", "set scale_type pow2");
+}
+
+// ---------------------------------------------------------------- statistics
+
+namespace {
+double sqnr(double signal, double noise) {
+  if (noise == 0) return std::numeric_limits<double>::infinity();
+  if (signal == 0) return -std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(signal / noise);
+}
+}  // namespace
+
+double OperandStats::sqnr_db() const { return sqnr(signal, noise); }
+void OperandStats::add(const OperandStats& o) {
+  calls += o.calls;
+  count += o.count;
+  signal += o.signal;
+  noise += o.noise;
+  saturated += o.saturated;
+  underflow += o.underflow;
+  scales += o.scales;
+  scale_min = std::min(scale_min, o.scale_min);
+  scale_max = std::max(scale_max, o.scale_max);
+  log2_scale_sum += o.log2_scale_sum;
+}
+double GemmStats::sqnr_db() const { return sqnr(signal, noise); }
+double GemmStats::rel_err() const { return signal > 0 ? std::sqrt(noise / signal) : (noise > 0 ? INFINITY : 0.0); }
+void GemmStats::add(const GemmStats& o) {
+  calls += o.calls;
+  count += o.count;
+  signal += o.signal;
+  noise += o.noise;
+  max_abs_err = std::max(max_abs_err, o.max_abs_err);
+  max_abs_ref = std::max(max_abs_ref, o.max_abs_ref);
+  a.add(o.a);
+  b.add(o.b);
+}
+
+LinearScratch& linear_scratch() {
+  thread_local LinearScratch scratch;
+  return scratch;
+}
+
+// ---------------------------------------------------------------- plain FP32 path
+
+namespace {
 
 void check_dims(int64_t N, int64_t in, int64_t out) {
   TS_CHECK(N >= 0 && in > 0 && out > 0,
-           "linear needs N >= 0 and positive in/out features, got N " << N << ", in " << in
-                                                                      << ", out " << out,
+           "linear needs N >= 0 and positive in/out features, got N " << N << ", in " << in << ", out " << out,
            "check the model config");
 }
 
 }  // namespace
 
-void linear_forward(float* y, const float* x, const float* w, int64_t N, int64_t in, int64_t out,
-                    bool accumulate, const LinearPrecision& precision) {
-  check_precision(precision);
+void linear_forward(float* y, const float* x, const float* w, int64_t N, int64_t in, int64_t out, bool accumulate) {
   check_dims(N, in, out);
   if (N == 0) return;
   gemm::GemmOptions opt;
   opt.beta = accumulate ? 1.0f : 0.0f;
-  opt.backend = precision.backend;
   // y[N, out] = x[N, in] · (w[out, in])ᵀ
   gemm::gemm(y, out, gemm::view_f32(x, N, in, in), gemm::view_f32(w, out, in, in, /*trans=*/true), opt);
 }
 
-void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
-                     int64_t N, int64_t in, int64_t out, const LinearPrecision& precision) {
-  check_precision(precision);
+void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int64_t N, int64_t in,
+                     int64_t out) {
   check_dims(N, in, out);
   if (N == 0) return;
   gemm::GemmOptions opt;
   opt.beta = 1.0f;
-  opt.backend = precision.backend;
   // dx[N, in] += dy[N, out] · w[out, in]
   if (dx) gemm::gemm(dx, in, gemm::view_f32(dy, N, out, out), gemm::view_f32(w, out, in, in), opt);
   // dw[out, in] += (dy[N, out])ᵀ · x[N, in]
-  if (dw)
-    gemm::gemm(dw, in, gemm::view_f32(dy, N, out, out, /*trans=*/true), gemm::view_f32(x, N, in, in), opt);
+  if (dw) gemm::gemm(dw, in, gemm::view_f32(dy, N, out, out, /*trans=*/true), gemm::view_f32(x, N, in, in), opt);
+}
+
+// ---------------------------------------------------------------- precision-aware path
+
+namespace {
+
+numerics::Fp8Format fp8_format(DType t) {
+  return t == DType::E5M2 ? numerics::Fp8Format::E5M2 : numerics::Fp8Format::E4M3;
+}
+
+gemm::GemmOptions gemm_options(const LinearPrecision& p, float beta) {
+  gemm::GemmOptions opt;
+  opt.beta = beta;
+  opt.promote_every = p.promote_every;
+  opt.accumulation = p.accumulation;
+  opt.tensorcore.mantissa_bits = p.accum_mantissa_bits;
+  opt.tensorcore.promote_every = p.promote_every;
+  opt.backend = p.backend;
+  return opt;
+}
+
+float* floats(AlignedBuffer<float>& b, int64_t n) {
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+uint16_t* halves(AlignedBuffer<uint16_t>& b, int64_t n) {
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// Quantizes x [rows, cols] (ld = cols) into q, online or with the operand's amax history.
+// token_rows: rows are tokens, so the history is per column tile (see linear.h).
+void quantize_operand(numerics::QTensor& q, const float* x, int64_t rows, int64_t cols, DType t, Granularity g,
+                      bool token_rows, LinearOperand role, const LinearPrecision& p, LinearState& st) {
+  numerics::QuantSpec spec;
+  spec.format = fp8_format(t);
+  spec.granularity = g;
+  spec.scale_type = p.scale_type;
+  spec.amax_floor = p.amax_floor;
+  if (p.amax_history == 0) {
+    numerics::quantize(q, x, rows, cols, cols, spec);
+    return;
+  }
+  const numerics::ScaleGrid grid = numerics::make_scale_grid(g, rows, cols);
+  const int64_t count = grid.count(), gc = grid.grid_cols;
+  const int64_t slots = token_rows ? gc : count;
+  numerics::AmaxHistory& h = st.history[static_cast<size_t>(role)];
+  if (h.length() == 0) h = numerics::AmaxHistory(p.amax_history, slots);
+  TS_CHECK(h.length() == p.amax_history && h.slots() == slots,
+           "amax history of operand " << to_string(role) << " has length " << h.length() << " x " << h.slots()
+           << " slots, but the precision asks for length " << p.amax_history << " x " << slots << " slots",
+           "restore scaling state written with the same precision map and model shape");
+  float* cur = floats(linear_scratch().amax_cur, count);
+  const float* use = nullptr;
+  if (!h.empty()) {
+    float* u = floats(linear_scratch().amax_use, count);
+    h.amax_for_scaling(u);  // `slots` values
+    // Expand the per-column-tile history to every row of the grid (descending, so reads stay
+    // below the writes).
+    if (token_rows)
+      for (int64_t s = count - 1; s >= gc; --s) u[s] = u[s % gc];
+    use = u;
+  }
+  numerics::quantize(q, x, rows, cols, cols, spec, use, cur);
+  if (!st.record_amax) return;
+  if (token_rows)
+    for (int64_t c = 0; c < gc; ++c)
+      for (int64_t r = 1; r < grid.grid_rows; ++r) cur[c] = std::max(cur[c], cur[r * gc + c]);
+  std::vector<float>& step = st.step_amax[static_cast<size_t>(role)];
+  if (step.empty()) step.assign(cur, cur + slots);
+  else
+    for (int64_t s = 0; s < slots; ++s) step[static_cast<size_t>(s)] = std::max(step[static_cast<size_t>(s)], cur[s]);
+}
+
+// A new weight version starts a new scaling step: the last step's amaxes join the histories.
+void begin_scaling_step(LinearState& st, uint64_t version, const LinearPrecision& p) {
+  if (p.amax_history == 0 || st.scaling_version == version) return;
+  linear_commit_scaling(st);
+  st.scaling_version = version;
+}
+
+// One operand in format t from FP32 x [rows, cols]: a view of x, a BF16 copy in bf, or FP8 in q.
+Matrix make_operand(DType t, const float* x, int64_t rows, int64_t cols, Granularity g, bool token_rows,
+                    LinearOperand role, bool trans, numerics::QTensor& q, AlignedBuffer<uint16_t>& bf,
+                    const LinearPrecision& p, LinearState& st) {
+  switch (t) {
+    case DType::F32: return gemm::view_f32(x, rows, cols, cols, trans);
+    case DType::BF16: {
+      uint16_t* b = halves(bf, rows * cols);
+      numerics::bf16_encode_bulk(b, x, static_cast<size_t>(rows * cols));
+      return gemm::view_bf16(b, rows, cols, cols, trans);
+    }
+    case DType::E4M3:
+    case DType::E5M2:
+      quantize_operand(q, x, rows, cols, t, g, token_rows, role, p, st);
+      return gemm::view_fp8(q, trans);
+  }
+  TS_FAIL("unknown operand format", "this is a bug");
+}
+
+// Whether Fprop's and Dgrad's W share one FP8 grid (tensor and tile128 do).
+bool dgrad_shares_weight(const LinearPrecision& p) {
+  return p.granularity == LinearGranularity::kTensor || p.granularity == LinearGranularity::kTile128;
+}
+
+// The W operand of Fprop (dgrad = false: Wᵀ) or Dgrad (W), from the cached copies.
+Matrix weight_view(const LinearState& st, const float* w, int64_t out, int64_t in, const LinearPrecision& p,
+                   bool dgrad) {
+  switch (p.weight) {
+    case DType::F32: return gemm::view_f32(w, out, in, in, !dgrad);
+    case DType::BF16: return gemm::view_bf16(st.w_bf16.data(), out, in, in, !dgrad);
+    default: return gemm::view_fp8(dgrad && !dgrad_shares_weight(p) ? st.w_q_dgrad : st.w_q, !dgrad);
+  }
+}
+
+// Packing pays off only for low-precision W with the blocked kernels; the packed BF16
+// panels also require a BF16/FP8 A operand.
+bool packable(const LinearPrecision& p, DType a) {
+  return p.weight != DType::F32 && a != DType::F32 && p.accumulation == gemm::Accumulation::kFp32 &&
+         p.backend != gemm::Backend::kReference;
+}
+
+// Fprop's copy of W (BF16, or FP8 on the Fprop grid) and its packed Wᵀ, once per version.
+void prepare_fprop_weight(LinearState& st, const float* w, uint64_t version, int64_t out, int64_t in,
+                          const LinearPrecision& p) {
+  if (st.fprop_version == version) return;
+  if (p.weight == DType::BF16) {
+    numerics::bf16_encode_bulk(halves(st.w_bf16, out * in), w, static_cast<size_t>(out * in));
+  } else if (gemm::is_fp8(p.weight)) {
+    quantize_operand(st.w_q, w, out, in, p.weight, operand_granularity(p.granularity, true, true), false,
+                     LinearOperand::kWeight, p, st);
+  }
+  if (packable(p, p.fprop_x))
+    gemm::pack_b(st.fprop_b, weight_view(st, w, out, in, p, false), gemm_options(p, 0.0f));
+  else
+    st.fprop_b = {};
+  st.fprop_version = version;
+}
+
+// Dgrad's copy of W (FP8 on the Dgrad grid when it differs) and its packed form.
+void prepare_dgrad_weight(LinearState& st, const float* w, uint64_t version, int64_t out, int64_t in,
+                          const LinearPrecision& p) {
+  if (st.dgrad_version == version) return;
+  prepare_fprop_weight(st, w, version, out, in, p);  // the shared copy (no-op when current)
+  if (gemm::is_fp8(p.weight) && !dgrad_shares_weight(p))
+    quantize_operand(st.w_q_dgrad, w, out, in, p.weight, operand_granularity(p.granularity, true, false), false,
+                     LinearOperand::kDgradWeight, p, st);
+  if (packable(p, p.dgrad_dy))
+    gemm::pack_b(st.dgrad_b, weight_view(st, w, out, in, p, true), gemm_options(p, 1.0f));
+  else
+    st.dgrad_b = {};
+  st.dgrad_version = version;
+}
+
+// ----- telemetry
+
+// Stored values of operand m [rows, cols] (not transposed) decoded to FP32 in out.
+void decode_stored(float* out, const Matrix& m, const numerics::QTensor* q) {
+  const size_t n = static_cast<size_t>(m.rows * m.cols);
+  if (m.dtype == DType::BF16) numerics::bf16_decode_bulk(out, static_cast<const uint16_t*>(m.data), n);
+  else if (gemm::is_fp8(m.dtype)) numerics::dequantize(out, m.cols, *q);
+}
+
+void add_operand_stats(OperandStats& s, const float* x, const Matrix& m, const numerics::QTensor* q,
+                       AlignedBuffer<float>& tmp) {
+  if (m.dtype == DType::F32 || x == nullptr) return;
+  const int64_t n = m.rows * m.cols;
+  float* xh = floats(tmp, n);
+  decode_stored(xh, m, q);
+  OperandStats o;
+  o.calls = 1;
+  o.count = n;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i], d = v - static_cast<double>(xh[i]);
+    o.signal += v * v;
+    o.noise += d * d;
+    if (x[i] != 0.0f && xh[i] == 0.0f) ++o.underflow;
+  }
+  if (q != nullptr) {
+    o.saturated = numerics::quant_error(x, m.cols, *q).saturated;
+    o.scales = q->grid.count();
+    for (int64_t k = 0; k < o.scales; ++k) {
+      const float sc = q->scales[k];
+      o.scale_min = std::min(o.scale_min, sc);
+      o.scale_max = std::max(o.scale_max, sc);
+      o.log2_scale_sum += std::log2(static_cast<double>(sc));
+    }
+  }
+  s.add(o);
+}
+
+const numerics::QTensor* qtensor_of(const Matrix& m, const numerics::QTensor& a, const numerics::QTensor& b,
+                                    const numerics::QTensor& c, const numerics::QTensor& d) {
+  if (!gemm::is_fp8(m.dtype)) return nullptr;
+  for (const numerics::QTensor* q : {&a, &b, &c, &d})
+    if (q->codes.data() == m.data) return q;
+  return nullptr;
+}
+
+// Compares the quantized GEMM C = op(A) op(B) with the FP32 shadow op(A32) op(B32) and adds
+// the operands' quantization statistics. A32/B32 are the FP32 sources in stored layout
+// (B32 null: no shadow operand available, the stored B is decoded instead).
+void record_gemm(GemmStats& s, const Matrix& A, const Matrix& B, const float* A32, const float* B32,
+                 const LinearPrecision& p, LinearState& st) {
+  const int64_t M = A.op_rows(), N = B.op_cols();
+  LinearScratch& sc = linear_scratch();
+  float* c = floats(sc.f_out, M * N);
+  float* ref = floats(sc.f_ref, M * N);
+  gemm::gemm(c, N, A, B, gemm_options(p, 0.0f));
+  const float* b32 = B32;
+  if (b32 == nullptr) {
+    float* t = floats(sc.f_tmp, B.rows * B.cols);
+    decode_stored(t, B, qtensor_of(B, st.w_q, st.w_q_dgrad, st.x_q, sc.qb));
+    b32 = t;
+  }
+  gemm::GemmOptions exact;  // FP32 operands, FP32 accumulation: the high-precision shadow
+  exact.backend = p.backend;
+  gemm::gemm(ref, N, gemm::view_f32(A32, A.rows, A.cols, A.cols, A.trans),
+             gemm::view_f32(b32, B.rows, B.cols, B.cols, B.trans), exact);
+  GemmStats g;
+  g.calls = 1;
+  g.count = M * N;
+  for (int64_t i = 0; i < M * N; ++i) {
+    const double r = ref[i], d = static_cast<double>(c[i]) - r;
+    g.signal += r * r;
+    g.noise += d * d;
+    g.max_abs_err = std::max(g.max_abs_err, std::fabs(d));
+    g.max_abs_ref = std::max(g.max_abs_ref, std::fabs(r));
+  }
+  add_operand_stats(g.a, A32, A, qtensor_of(A, sc.qa, sc.qb, st.x_q, st.w_q), sc.f_tmp);
+  add_operand_stats(g.b, B32, B, qtensor_of(B, st.w_q, st.w_q_dgrad, st.x_q, sc.qb), sc.f_tmp);
+  s.add(g);
+}
+
+void check_saved(const LinearState& st, int64_t N) {
+  TS_CHECK(st.saved_rows == N, "Linear backward over " << N << " rows, but the activation cache holds "
+           << st.saved_rows << " rows", "run forward on the same batch before backward");
+}
+
+}  // namespace
+
+void linear_forward(float* y, const float* x, const float* w, uint64_t w_version, int64_t N, int64_t in,
+                    int64_t out, bool accumulate, const LinearPrecision& p, LinearState& st) {
+  check_dims(N, in, out);
+  if (p.plain_fp32()) {
+    linear_forward(y, x, w, N, in, out, accumulate);
+    st.saved_rows = N;
+    return;
+  }
+  p.validate();
+  st.saved_rows = N;
+  if (N == 0) return;
+  begin_scaling_step(st, w_version, p);
+  prepare_fprop_weight(st, w, w_version, out, in, p);
+  LinearScratch& sc = linear_scratch();
+  const Granularity gx = operand_granularity(p.granularity, false, true);
+  Matrix A;
+  if (p.fprop_x == DType::BF16 && p.saved_x == DType::BF16) {
+    // The BF16 copy serves both Fprop and the activation cache.
+    uint16_t* b = halves(st.x_bf16, N * in);
+    numerics::bf16_encode_bulk(b, x, static_cast<size_t>(N * in));
+    A = gemm::view_bf16(b, N, in, in);
+  } else {
+    A = make_operand(p.fprop_x, x, N, in, gx, true, LinearOperand::kFpropX, false, sc.qa, sc.bf_a, p, st);
+  }
+  const Matrix B = weight_view(st, w, out, in, p, false);
+  const gemm::GemmOptions opt = gemm_options(p, accumulate ? 1.0f : 0.0f);
+  if (!st.fprop_b.empty()) gemm::gemm(y, out, A, st.fprop_b, opt);
+  else gemm::gemm(y, out, A, B, opt);
+  if (st.telemetry_enabled) record_gemm(st.telemetry.fprop, A, B, x, w, p, st);
+
+  // Keep X for Wgrad.
+  if (p.saved_x == DType::BF16 && p.fprop_x != DType::BF16) {
+    numerics::bf16_encode_bulk(halves(st.x_bf16, N * in), x, static_cast<size_t>(N * in));
+  } else if (gemm::is_fp8(p.saved_x)) {
+    quantize_operand(st.x_q, x, N, in, p.saved_x, operand_granularity(p.granularity, false, false), true,
+                     LinearOperand::kWgradX, p, st);
+  }
+}
+
+void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, uint64_t w_version,
+                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& st) {
+  check_dims(N, in, out);
+  if (p.plain_fp32()) {
+    linear_backward(dx, dw, dy, x, w, N, in, out);
+    return;
+  }
+  p.validate();
+  if (N == 0) return;
+  begin_scaling_step(st, w_version, p);
+  const gemm::GemmOptions opt = gemm_options(p, 1.0f);
+  LinearScratch& sc = linear_scratch();
+  if (dx) {
+    // dx[N, in] += dy[N, out] · w[out, in]
+    prepare_dgrad_weight(st, w, w_version, out, in, p);
+    const Matrix A = make_operand(p.dgrad_dy, dy, N, out, operand_granularity(p.granularity, false, true), true,
+                                  LinearOperand::kDgradDy, false, sc.qa, sc.bf_a, p, st);
+    const Matrix B = weight_view(st, w, out, in, p, true);
+    if (!st.dgrad_b.empty()) gemm::gemm(dx, in, A, st.dgrad_b, opt);
+    else gemm::gemm(dx, in, A, B, opt);
+    if (st.telemetry_enabled) record_gemm(st.telemetry.dgrad, A, B, dy, w, p, st);
+  }
+  if (dw) {
+    // dw[out, in] += (dy[N, out])ᵀ · x[N, in]; K = N runs along the stored rows of both.
+    const Granularity gk = operand_granularity(p.granularity, false, false);
+    const Matrix A = make_operand(p.wgrad_dy, dy, N, out, gk, true, LinearOperand::kWgradDy, true, sc.qa, sc.bf_a,
+                                  p, st);
+    Matrix B;
+    if (gemm::is_fp8(p.saved_x)) {
+      check_saved(st, N);
+      B = gemm::view_fp8(st.x_q);
+    } else if (p.saved_x == DType::BF16) {
+      check_saved(st, N);
+      if (gemm::is_fp8(p.wgrad_x)) {
+        float* xf = floats(sc.f_tmp, N * in);
+        numerics::bf16_decode_bulk(xf, st.x_bf16.data(), static_cast<size_t>(N * in));
+        quantize_operand(sc.qb, xf, N, in, p.wgrad_x, gk, true, LinearOperand::kWgradX, p, st);
+        B = gemm::view_fp8(sc.qb);
+      } else {
+        B = gemm::view_bf16(st.x_bf16.data(), N, in, in);  // BF16 values; also right for an F32 Wgrad
+      }
+    } else {
+      TS_CHECK(x != nullptr, "Linear backward needs x: the precision keeps no copy of it (saved_x F32)",
+               "pass the forward input, or cache activations in bf16/fp8");
+      B = make_operand(p.wgrad_x, x, N, in, gk, true, LinearOperand::kWgradX, false, sc.qb, sc.bf_b, p, st);
+    }
+    gemm::gemm(dw, in, A, B, opt);
+    if (st.telemetry_enabled) record_gemm(st.telemetry.wgrad, A, B, dy, x, p, st);
+  }
+}
+
+void linear_commit_scaling(LinearState& st) {
+  for (int r = 0; r < kLinearOperands; ++r) {
+    std::vector<float>& step = st.step_amax[static_cast<size_t>(r)];
+    if (step.empty()) continue;
+    st.history[static_cast<size_t>(r)].push(step.data());
+    step.clear();
+  }
+}
+
+size_t linear_state_bytes(const LinearState& s) {
+  return s.w_q.codes.size() + s.w_q.scales.size() * sizeof(float) + s.w_q_dgrad.codes.size() +
+         s.w_q_dgrad.scales.size() * sizeof(float) + s.w_bf16.size() * sizeof(uint16_t) + s.fprop_b.bytes() +
+         s.dgrad_b.bytes() + s.x_bf16.size() * sizeof(uint16_t) + s.x_q.codes.size() +
+         s.x_q.scales.size() * sizeof(float);
 }
 
 }  // namespace tinyseek::ops
