@@ -1,15 +1,60 @@
 #!/usr/bin/env bash
-# The README's main job. Today (issue #2 landed) tinyseek has its numerics foundation but
-# no trainer yet: this shows the FP8 code tables and DeepSeek-V3's accumulation finding.
-# When the trainer lands (issues #5/#6) this becomes: train `small` with the FP8 recipe and
-# MTP on a text corpus, print a sample and the path of the loss plot.
+# The README's main job (`make demo`): train the `small` preset (MLA, DeepSeekMoE with shared +
+# routed experts, MTP depth 1) on a text corpus, then print a generated sample and the path of
+# the loss plot. A few minutes on 2 cores.
+#
+#   DATA="path ..."   text files/directories to train on (default: the Python standard
+#                     library sources of this machine, /usr/lib/python3.*/*.py, capped at
+#                     CAP_BYTES, so every Debian machine with python3 has a corpus)
+#   CAP_BYTES=N       corpus cap for the default corpus (default 3000000)
+#   STEPS=N           optimizer steps (default: configs/small.json's training.steps)
+#   RECIPE=fp32|bf16|fp8  precision recipe (default: the config's, FP32)
+#   RUN=DIR           run directory (default runs/demo; an old demo run there is replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=build/tinyseek
-echo "== E4M3 code table (OCP FP8) =="
-$BIN numerics codes --format e4m3
+BIN=${BIN:-build/tinyseek}
+RUN=${RUN:-runs/demo}
+CAP_BYTES=${CAP_BYTES:-3000000}
+
+inputs=()
+if [ -n "${DATA:-}" ]; then
+  read -r -a inputs <<<"$DATA"
+else
+  total=0
+  for f in /usr/lib/python3.*/*.py; do
+    [ -f "$f" ] || continue
+    size=$(stat -c %s "$f")
+    if [ $((total + size)) -le "$CAP_BYTES" ]; then
+      inputs+=("$f")
+      total=$((total + size))
+    fi
+  done
+  if [ ${#inputs[@]} -eq 0 ]; then
+    echo "demo: no Python sources found under /usr/lib/python3.*; pass DATA=\"your text files\"" >&2
+    exit 1
+  fi
+  echo "demo corpus: ${#inputs[@]} Python standard library files, $total bytes"
+fi
+
+# Replace a previous demo run (only a directory that looks like a tinyseek run).
+if [ -e "$RUN" ]; then
+  if [ -e "$RUN/metrics.jsonl" ] || [ -L "$RUN/checkpoint" ]; then
+    rm -rf "$RUN"
+  else
+    echo "demo: $RUN exists and is not a tinyseek run; set RUN=another/dir" >&2
+    exit 1
+  fi
+fi
+
+args=(train --config configs/small.json --data "${inputs[@]}" --out "$RUN")
+[ -n "${STEPS:-}" ] && args+=(--steps "$STEPS")
+[ -n "${RECIPE:-}" ] && args+=(--recipe "$RECIPE")
+"$BIN" "${args[@]}"
+
 echo
-echo "== Limited tensor-core accumulation vs FP32 promotion (DeepSeek-V3 §3.3.2) =="
-$BIN numerics accumulation --k 4096
+echo "== sample (temperature 0.8, plain sampling over the model's forward pass) =="
+prompt=${PROMPT:-"def "}
+"$BIN" eval --checkpoint "$RUN" --batches 16 --sample 160 --prompt "$prompt" --temperature 0.8
 echo
-echo "Training (tinyseek train) is not built yet; see the open issues (#5, #6)."
+echo "loss plot: $RUN/loss.svg"
+echo "metrics:   $RUN/metrics.jsonl   checkpoint: $RUN (resume with: $BIN train --resume $RUN --steps N)"

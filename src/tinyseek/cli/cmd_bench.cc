@@ -1,5 +1,10 @@
 // tinyseek bench gemm|step|decode. `bench gemm` measures the GEMM engine against this
-// machine's measured FP32-FMA and BF16-dot peaks; step and decode land with issues #5, #7.
+// machine's measured FP32-FMA and BF16-dot peaks; `bench step` the training-step throughput
+// (tokens/s, MFU, peak RSS); decode lands with issue #7.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -8,6 +13,7 @@
 #include "tinyseek/base/progress.h"
 #include "tinyseek/bench/gemm_bench.h"
 #include "tinyseek/bench/peak.h"
+#include "tinyseek/bench/step_bench.h"
 #include "tinyseek/cli/commands.h"
 #include "tinyseek/numerics/simd.h"
 
@@ -127,6 +133,140 @@ void run_gemm(const GemmArgs& a) {
   else print_table(peak, rows, opt);
 }
 
+
+// ---- bench step ---------------------------------------------------------------------------
+
+struct StepArgs {
+  bool json = false;
+  std::string config, recipe = "fp32", recompute = "none";
+  int steps = 5, warmup = 1;
+  int64_t batch = 8, seq = 256;
+  bool no_optimizer = false;
+  uint64_t seed = 1;
+};
+
+nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs& a) {
+  nlohmann::ordered_json j;
+  j["tokens_per_s"] = sig4(r.tokens_per_s);
+  j["mfu"] = sig4(r.mfu);
+  j["peak_rss_mb"] = sig4(r.peak_rss_mb);
+  j["ms_per_step"] = sig4(r.ms_per_step);
+  j["ms_forward_backward"] = sig4(r.ms_forward_backward);
+  j["ms_optimizer"] = sig4(r.ms_optimizer);
+  j["cpu_ms_per_step"] = sig4(r.cpu_ms_per_step);
+  j["saved_activation_mb"] = sig4(r.saved_activation_mb);
+  j["recompute"] = a.recompute;
+  j["recipe"] = a.recipe;
+  j["timed"] = a.no_optimizer ? "forward_backward" : "zero_grad + forward_backward + AdamW(fp32 moments)";
+  j["batch"] = r.batch;
+  j["seq"] = r.seq;
+  j["threads"] = r.threads;
+  j["simd"] = to_string(simd_path());
+  j["model_gflop_per_step"] = sig4(r.flops.total() * 1e-9);
+  j["attention_gflop_per_step"] = sig4(r.flops.attention * 1e-9);
+  j["params_active"] = r.flops.params_active;
+  j["params_total"] = r.params_total;
+  j["peak_fp32_gflops"] = sig4(r.peak_gflops);
+  j["steps"] = r.step_ms.size();
+  j["loss_first"] = sig4(r.first_loss);
+  j["loss_last"] = sig4(r.last_loss);
+  return j;
+}
+
+void print_step_table(const std::vector<nlohmann::ordered_json>& rows) {
+  const auto& f = rows.front();
+  std::printf("training step, %s recipe, B %lld x T %lld, %d threads, SIMD %s; timed: %s; median of %d steps\n",
+              f["recipe"].get<std::string>().c_str(), f["batch"].get<long long>(), f["seq"].get<long long>(),
+              f["threads"].get<int>(), f["simd"].get<std::string>().c_str(), f["timed"].get<std::string>().c_str(),
+              f["steps"].get<int>());
+  std::printf("model: %lld active params per token (%lld total); %.4g GFLOP per step (attention %.3g); "
+              "MFU vs measured FP32 FMA peak %.0f GFLOP/s\n",
+              f["params_active"].get<long long>(), f["params_total"].get<long long>(),
+              f["model_gflop_per_step"].get<double>(), f["attention_gflop_per_step"].get<double>(),
+              f["peak_fp32_gflops"].get<double>());
+  std::printf("%-10s %10s %9s %10s %8s %9s %6s %13s %12s\n", "recompute", "tokens/s", "ms/step", "fwd+bwd ms",
+              "optim ms", "CPU ms", "MFU", "saved act MiB", "peak RSS MiB");
+  for (const auto& r : rows)
+    std::printf("%-10s %10.0f %9.1f %10.1f %8.1f %9.1f %5.1f%% %13.1f %12.1f\n",
+                r["recompute"].get<std::string>().c_str(), r["tokens_per_s"].get<double>(),
+                r["ms_per_step"].get<double>(), r["ms_forward_backward"].get<double>(),
+                r["ms_optimizer"].get<double>(), r["cpu_ms_per_step"].get<double>(),
+                100.0 * r["mfu"].get<double>(), r["saved_activation_mb"].get<double>(),
+                r["peak_rss_mb"].get<double>());
+  std::printf("MFU = (6 * active params * tokens + 3 * B*H*(dn+dr+dv)*T*(T+1) per attention layer, MTP heads "
+              "included) / (time * FP32 FMA peak). Peak RSS: getrusage max RSS of the process that ran the policy.\n");
+}
+
+// Runs `tinyseek bench step ... --recompute <policy> --json` as a child process (so that its
+// peak RSS is its own) and returns its JSON.
+nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& policy) {
+  std::vector<std::string> args = {"tinyseek", "bench", "step", "--json", "--config", a.config,
+                                   "--recipe", a.recipe, "--recompute", policy, "--steps", std::to_string(a.steps),
+                                   "--warmup", std::to_string(a.warmup), "--batch", std::to_string(a.batch),
+                                   "--seq", std::to_string(a.seq), "--seed", std::to_string(a.seed)};
+  if (a.no_optimizer) args.push_back("--no-optimizer");
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  int out[2];
+  TS_CHECK(pipe(out) == 0, "bench step: cannot create a pipe for the child process", "check ulimit -n");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  TS_CHECK(rc == 0, "bench step: cannot start a child process (posix_spawn error " << rc << ")",
+           "run each policy yourself with --recompute none|selective|full");
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  TS_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "bench step: the child process for --recompute " << policy << " failed", "see its message above");
+  return nlohmann::ordered_json::parse(text);
+}
+
+void run_step(const StepArgs& a) {
+  TS_CHECK(!a.config.empty(), "bench step needs --config PATH", "e.g. --config configs/base.json");
+  if (a.recompute == "all") {
+    std::vector<nlohmann::ordered_json> rows;
+    for (const char* p : {"none", "selective", "full"}) rows.push_back(run_step_child(a, p));
+    if (a.json) {
+      nlohmann::ordered_json j = rows.front();
+      j["recompute"] = "none";
+      j["policies"] = nlohmann::ordered_json::array();
+      for (const auto& r : rows)
+        j["policies"].push_back({{"recompute", r["recompute"]}, {"tokens_per_s", r["tokens_per_s"]},
+                                 {"ms_per_step", r["ms_per_step"]}, {"mfu", r["mfu"]},
+                                 {"cpu_ms_per_step", r["cpu_ms_per_step"]}, {"peak_rss_mb", r["peak_rss_mb"]},
+                                 {"saved_activation_mb", r["saved_activation_mb"]}});
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      print_step_table(rows);
+    }
+    return;
+  }
+  bench::StepBenchOptions opt;
+  opt.config_path = a.config;
+  opt.recipe = a.recipe;
+  opt.recompute = model::parse_recompute(a.recompute);
+  opt.steps = a.steps;
+  opt.warmup = a.warmup;
+  opt.batch = a.batch;
+  opt.seq = a.seq;
+  opt.optimizer = !a.no_optimizer;
+  opt.seed = a.seed;
+  const bench::StepBenchResult r = bench::run_step_bench(opt);
+  const nlohmann::ordered_json j = step_json(r, a);
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  else print_step_table({j});
+}
+
 }  // namespace
 
 void add_bench(CLI::App& app) {
@@ -151,9 +291,22 @@ void add_bench(CLI::App& app) {
   g->add_option("--seed", args.seed, "random seed of the operands")->capture_default_str();
   g->callback([] { run_gemm(args); });
 
-  CLI::App* step = group->add_subcommand("step", "training-step throughput [not built yet]");
-  step->allow_extras();
-  step->callback([] { throw NotBuilt{"bench step", "#5"}; });
+  static StepArgs sargs;
+  CLI::App* step = group->add_subcommand(
+      "step", "training-step throughput: tokens/s, MFU, peak RSS (per recompute policy with --recompute all)");
+  step->add_option("--config", sargs.config, "model config.json")->required();
+  step->add_option("--recipe", sargs.recipe, "precision recipe (fp32; fp8 not built yet)")->capture_default_str();
+  step->add_option("--recompute", sargs.recompute,
+                   "none | selective | full | all (all: one child process per policy, each with its own peak RSS)")
+      ->capture_default_str();
+  step->add_option("--steps", sargs.steps, "timed steps (median reported)")->capture_default_str();
+  step->add_option("--warmup", sargs.warmup, "untimed steps first")->capture_default_str();
+  step->add_option("--batch", sargs.batch, "sequences per step (B)")->capture_default_str();
+  step->add_option("--seq", sargs.seq, "tokens per sequence (T)")->capture_default_str();
+  step->add_option("--seed", sargs.seed, "seed of the weights and the random tokens")->capture_default_str();
+  step->add_flag("--no-optimizer", sargs.no_optimizer, "time zero_grad + forward_backward only (no AdamW)");
+  step->add_flag("--json", sargs.json, "machine-readable output on stdout");
+  step->callback([] { run_step(sargs); });
   CLI::App* decode = group->add_subcommand("decode", "generation throughput [not built yet]");
   decode->allow_extras();
   decode->callback([] { throw NotBuilt{"bench decode", "#7"}; });

@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
   tinyseek::cli::add_numerics(app);
   tinyseek::cli::add_bench(app);
+  tinyseek::cli::add_tokenizer(app);
+  tinyseek::cli::add_prepare(app);
+  tinyseek::cli::add_train(app);
+  tinyseek::cli::add_eval(app);
   tinyseek::cli::add_not_built(app);
   app.footer(
       "\nRun `tinyseek <command> --help` for a command's options.\n"

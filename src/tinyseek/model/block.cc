@@ -12,51 +12,63 @@ Block::Block(const Registry& r, const BlockIds& ids)
     dense_.emplace(r, ids.dense);
 }
 
-double Block::forward(const Registry& r, float* out, const float* x, int64_t B, int64_t T,
+float* Block::norm(const Registry& r, const ActContext& ctx, Act& act, Act& rstd_act, ActKey key, ActKey rstd_key,
+                   const float* x, int weight) {
+  const int64_t N = B_ * T_;
+  float* y = act.place(static_cast<size_t>(N * D_), ctx.keep.normed, ctx.arena, key);
+  float* rstd = rstd_act.place(static_cast<size_t>(N), ctx.keep.normed, ctx.arena, rstd_key);
+  ops::rmsnorm_forward(y, rstd, x, r.param(weight), N, D_, eps_);
+  return y;
+}
+
+double Block::forward(const Registry& r, const ActContext& ctx, float* out, const float* x, int64_t B, int64_t T,
                       const ops::RopeTable<float>& rope) {
   B_ = B;
   T_ = T;
-  const int64_t N = B * T;
-  const size_t nd = static_cast<size_t>(N * D_);
-  h1_.resize(nd);
-  rstd1_.resize(static_cast<size_t>(N));
-  mid_.resize(nd);
-  h2_.resize(nd);
-  rstd2_.resize(static_cast<size_t>(N));
+  const size_t nd = static_cast<size_t>(B * T * D_);
+  const float* h1 = norm(r, ctx, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm);
+  float* mid = mid_.place(nd, ctx.keep.other, ctx.arena, ActKey::kMid);
+  copy_floats(mid, x, nd);
+  attn_.forward(r, ctx, mid, h1, B, T, rope);  // mid = x + attention
 
-  ops::rmsnorm_forward(h1_.data(), rstd1_.data(), x, r.param(ids_.input_layernorm), N, D_, eps_);
-  copy_floats(mid_.data(), x, nd);
-  attn_.forward(r, mid_.data(), h1_.data(), B, T, rope);  // mid = x + attention
-
-  ops::rmsnorm_forward(h2_.data(), rstd2_.data(), mid_.data(), r.param(ids_.post_attention_layernorm), N, D_, eps_);
-  copy_floats(out, mid_.data(), nd);
-  if (moe_) return moe_->forward(r, out, h2_.data(), B, T);  // out = mid + MoE
-  dense_->forward(r, out, h2_.data(), N);                    // out = mid + FFN
+  const float* h2 = norm(r, ctx, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid, ids_.post_attention_layernorm);
+  copy_floats(out, mid, nd);
+  if (moe_) return moe_->forward(r, ctx, out, h2, B, T);  // out = mid + MoE
+  dense_->forward(r, ctx, out, h2, B * T);                 // out = mid + FFN
   return 0.0;
 }
 
-void Block::backward(Registry& r, Workspace& ws, float* d, const float* x, const ops::RopeTable<float>& rope,
-                     double balance_coef) {
+void Block::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d, const float* x,
+                     const ops::RopeTable<float>& rope, double balance_coef) {
   const int64_t N = B_ * T_;
   const size_t nd = static_cast<size_t>(N * D_);
+  ActContext c = ctx;
+  if (!ctx.keep.other) {
+    // full: nothing of this block survived the later layers; re-run its forward from x.
+    forward(r, ctx, ctx.arena.get(ActKey::kBlockOut, nd), x, B_, T_, rope);
+    c.fresh = true;
+  }
+  const bool renorm = !c.fresh && !ctx.keep.normed;  // selective: norm outputs were dropped
   // FFN branch: d (= ∂L/∂out) reaches mid directly and through norm_post ∘ FFN.
+  if (renorm) norm(r, c, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid_.data(), ids_.post_attention_layernorm);
   float* d_h2 = ws.zeroed(Slot::kDNormOut, nd);
   if (moe_)
-    moe_->backward(r, ws, d_h2, d, h2_.data(), balance_coef);
+    moe_->backward(r, ws, c, d_h2, d, h2_.data(), balance_coef);
   else
-    dense_->backward(r, ws, d_h2, d, h2_.data());
+    dense_->backward(r, ws, c, d_h2, d, h2_.data());
   ops::rmsnorm_backward(d, r.grad(ids_.post_attention_layernorm), d_h2, mid_.data(),
                         r.param(ids_.post_attention_layernorm), rstd2_.data(), N, D_);
   // d is now ∂L/∂mid; attention branch likewise.
+  if (renorm) norm(r, c, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm);
   float* d_h1 = ws.zeroed(Slot::kDNormOut, nd);
-  attn_.backward(r, ws, d_h1, d, h1_.data(), rope);
+  attn_.backward(r, ws, c, d_h1, d, h1_.data(), rope);
   ops::rmsnorm_backward(d, r.grad(ids_.input_layernorm), d_h1, x, r.param(ids_.input_layernorm), rstd1_.data(), N,
                         D_);
 }
 
 int64_t Block::saved_floats() const {
-  return static_cast<int64_t>(h1_.size() + rstd1_.size() + mid_.size() + h2_.size() + rstd2_.size()) +
-         attn_.saved_floats() + (moe_ ? moe_->saved_floats() : dense_->saved_floats());
+  return h1_.saved_floats() + rstd1_.saved_floats() + mid_.saved_floats() + h2_.saved_floats() +
+         rstd2_.saved_floats() + attn_.saved_floats() + (moe_ ? moe_->saved_floats() : dense_->saved_floats());
 }
 
 }  // namespace tinyseek::model

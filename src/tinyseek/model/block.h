@@ -1,12 +1,15 @@
 // One decoder layer (pre-norm residual):
 //   mid = x + MLA(RMSNorm_in(x));   out = mid + FFN_or_MoE(RMSNorm_post(mid))
 // The caller owns the residual buffers x and out (they are the previous/next layer's
-// activations); the block saves its own intermediates (norm outputs, mid, module state).
+// activations); the block keeps its own intermediates (norm outputs, mid, module state) as
+// the recompute policy says (activations.h): with `full` it keeps none and backward re-runs
+// the block's forward from x first.
 #pragma once
 #include <cstdint>
 #include <optional>
 
 #include "tinyseek/base/aligned.h"
+#include "tinyseek/model/activations.h"
 #include "tinyseek/model/ffn.h"
 #include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/mla.h"
@@ -22,11 +25,12 @@ class Block {
 
   // out [N, D] = block(x [N, D]), N = B·T. Returns the MoE balance loss of this layer (0 if
   // dense). x must stay unchanged until backward.
-  double forward(const Registry& r, float* out, const float* x, int64_t B, int64_t T,
+  double forward(const Registry& r, const ActContext& ctx, float* out, const float* x, int64_t B, int64_t T,
                  const ops::RopeTable<float>& rope);
-  // In place: d [N, D] holds ∂L/∂out on entry and ∂L/∂x on exit. balance_coef = α.
-  void backward(Registry& r, Workspace& ws, float* d, const float* x, const ops::RopeTable<float>& rope,
-                double balance_coef);
+  // In place: d [N, D] holds ∂L/∂out on entry and ∂L/∂x on exit. balance_coef = α. ctx must
+  // carry the policy forward ran with.
+  void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d, const float* x,
+                const ops::RopeTable<float>& rope, double balance_coef);
 
   int64_t layer() const { return ids_.layer; }
   bool is_moe() const { return moe_.has_value(); }
@@ -41,9 +45,13 @@ class Block {
   std::optional<DenseFfn> dense_;
   std::optional<Moe> moe_;
   int64_t B_ = 0, T_ = 0;
-  AlignedBuffer<float> h1_, rstd1_;   // input_layernorm output [N, D], rstd [N]
-  AlignedBuffer<float> mid_;          // x + attention [N, D]
-  AlignedBuffer<float> h2_, rstd2_;   // post_attention_layernorm output [N, D], rstd [N]
+  // RMSNorm(x; w) into act / rstd_act (placed per ctx): the norm outputs that selective
+  // recomputation drops.
+  float* norm(const Registry& r, const ActContext& ctx, Act& act, Act& rstd_act, ActKey key, ActKey rstd_key,
+              const float* x, int weight);
+  Act h1_, rstd1_;   // input_layernorm output [N, D], rstd [N]             normed
+  Act mid_;          // x + attention [N, D]                                 other
+  Act h2_, rstd2_;   // post_attention_layernorm output [N, D], rstd [N]    normed
 };
 
 }  // namespace tinyseek::model

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tinyseek/base/check.h"
+#include "tinyseek/train/hyper.h"
 
 namespace tinyseek::model {
 namespace {
@@ -239,6 +240,7 @@ void validate(const ModelConfig& c, const std::string& s) {
   check_positive_finite(c.training.init_std, "training.init_std", s);
   check_non_negative_finite(c.training.mtp_lambda, "training.mtp_lambda", s);
   check_non_negative_finite(c.training.balance_alpha, "training.balance_alpha", s);
+  validate(c.precision, s + ": precision", c.num_hidden_layers);
 }
 
 ModelConfig config_from_json(const json& j, const std::string& source) {
@@ -263,12 +265,17 @@ ModelConfig config_from_json(const json& j, const std::string& source) {
     TS_CHECK(it->is_object(), where << " must be a JSON object, got " << it->type_name(),
              "write \"training\": {\"seed\": 1, \"init_std\": 0.006}");
     for (const auto& [key, value] : it->items()) {
-      bool known = false;
+      // The optimizer/schedule keys are parsed by train/hyper.cc, which owns their list.
+      bool known = train::is_train_hyper_key(key);
       for (const TF& f : kTrainingFields) known = known || key == f.key;
-      TS_CHECK(known, where << ": unknown key '" << key << "'", "valid keys: " << valid_keys(kTrainingFields));
+      TS_CHECK(known, where << ": unknown key '" << key << "'", "valid keys: " << valid_keys(kTrainingFields)
+               << ", " << train::known_training_keys_list());
     }
     for (const TF& f : kTrainingFields) read_field(c.training, f, *it, where);
   }
+  // The precision map parses and validates its own section (model/precision.cc).
+  if (const auto it = j.find("precision"); it != j.end())
+    c.precision = precision_from_json(*it, source + ": precision", c.num_hidden_layers);
   validate(c, source);
   return c;
 }
@@ -293,6 +300,7 @@ json to_json(const ModelConfig& c) {
   json t = json::object();
   for (const TF& f : kTrainingFields) t[f.key] = write_field(c.training, f);
   j["training"] = t;
+  j["precision"] = precision_to_json(c.precision);
   return j;
 }
 

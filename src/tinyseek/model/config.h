@@ -10,6 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "tinyseek/model/precision.h"
+
 namespace tinyseek::model {
 
 // Hyper-parameters of the training run that the model itself needs (initialisation and
@@ -49,6 +51,7 @@ struct ModelConfig {
   int64_t vocab_size = 0;                // V
   int64_t max_position_embeddings = 0;   // upper bound on T
   TrainingConfig training;
+  PrecisionMap precision;                // the `precision` section (model/precision.h); default fp32
 
   bool has_q_lora() const { return q_lora_rank > 0; }
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }

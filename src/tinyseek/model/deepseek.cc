@@ -23,9 +23,11 @@ double Model::head(int norm_id, const float* h, const ops::Index* targets, int64
                    double dloss, float* dh) {
   const ModelConfig& c = config();
   const int64_t D = c.hidden_size, V = c.vocab_size;
-  head_normed_.resize(static_cast<size_t>(n * D));
-  head_rstd_.resize(static_cast<size_t>(n));
-  head_lse_.resize(static_cast<size_t>(n));
+  // Grown, never shrunk: the main head (n = B·T) and the MTP heads (B·(T−k)) alternate, and
+  // a reallocation per head would page-fault fresh memory every step.
+  if (head_normed_.size() < static_cast<size_t>(n * D)) head_normed_.resize(static_cast<size_t>(n * D));
+  if (head_rstd_.size() < static_cast<size_t>(n)) head_rstd_.resize(static_cast<size_t>(n));
+  if (head_lse_.size() < static_cast<size_t>(n)) head_lse_.resize(static_cast<size_t>(n));
   ops::rmsnorm_forward(head_normed_.data(), head_rstd_.data(), h, reg_.param(norm_id), n, D, c.rms_norm_eps);
   lm_head_.forward(reg_, logits, head_normed_.data(), n);
   const double ce = ops::cross_entropy_forward(head_lse_.data(), logits, targets, n, V);
@@ -64,10 +66,13 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
   const double alpha = c.training.balance_alpha;
   const double mtp_weight = Dmtp > 0 ? c.training.mtp_lambda / static_cast<double>(Dmtp) : 0.0;
 
+  // Forward only keeps nothing for backward (every intermediate transient).
+  const ActContext ctx{KeepPolicy::of(backward ? recompute_ : Recompute::kFull), arena_};
+
   // Forward through the main blocks.
   ops::embedding_forward(resid_[0].data(), inputs_.data(), reg_.param(reg_.ids().embed_tokens), N, D, V);
   for (int64_t l = 0; l < L; ++l)
-    out.loss_balance += blocks_[size_t(l)].forward(reg_, resid_[size_t(l + 1)].data(), resid_[size_t(l)].data(), B,
+    out.loss_balance += blocks_[size_t(l)].forward(reg_, ctx, resid_[size_t(l + 1)].data(), resid_[size_t(l)].data(), B,
                                                    T, rope_);
   // Main head on h^0 = the last block's output (before the final norm, which the head applies).
   const float* h0 = resid_[size_t(L)].data();
@@ -86,7 +91,7 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
   const float* h_prev = h0;
   for (int64_t k = 1; k <= Dmtp; ++k) {
     MtpModule& m = mtp_[size_t(k - 1)];
-    out.loss_balance += m.forward(reg_, h_prev, tokens, B, T, rope_);
+    out.loss_balance += m.forward(reg_, ctx, h_prev, tokens, B, T, rope_);
     const int64_t Nk = B * (T - k);
     float* lg = logits0;
     if (!backward) {
@@ -106,13 +111,15 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
 
   // Backward: deepest MTP module first (each feeds the gradient of the depth before it).
   for (int64_t k = Dmtp; k >= 1; --k)
-    mtp_[size_t(k - 1)].backward(reg_, ws_, d_hidden_[size_t(k)].data(), d_hidden_[size_t(k - 1)].data(), rope_,
+    mtp_[size_t(k - 1)].backward(reg_, ws_, ctx, d_hidden_[size_t(k)].data(), d_hidden_[size_t(k - 1)].data(), rope_,
                                  alpha);
   float* d = d_hidden_[0].data();
-  for (int64_t l = L - 1; l >= 0; --l) blocks_[size_t(l)].backward(reg_, ws_, d, resid_[size_t(l)].data(), rope_, alpha);
+  for (int64_t l = L - 1; l >= 0; --l) blocks_[size_t(l)].backward(reg_, ws_, ctx, d, resid_[size_t(l)].data(), rope_, alpha);
   ops::embedding_backward(reg_.grad(reg_.ids().embed_tokens), d, inputs_.data(), N, D, V);
   return out;
 }
+
+void Model::set_recompute(Recompute policy) { recompute_ = policy; }
 
 Losses Model::forward_backward(const ops::Index* tokens, int64_t B, int64_t T) { return run(tokens, B, T, true); }
 Losses Model::forward(const ops::Index* tokens, int64_t B, int64_t T) { return run(tokens, B, T, false); }
@@ -142,7 +149,7 @@ const int32_t* Model::load_counts(int64_t layer) const {
 int64_t Model::saved_activation_floats() const {
   int64_t n = 0;
   for (const Block& b : blocks_) n += b.saved_floats();
-  for (const MtpModule& m : mtp_) n += m.block().saved_floats();
+  for (const MtpModule& m : mtp_) n += m.block().saved_floats() + m.saved_floats();
   for (const auto& r : resid_) n += static_cast<int64_t>(r.size());
   return n;
 }

@@ -12,6 +12,7 @@
 #include "tinyseek/model/config.h"
 #include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/mtp.h"
+#include "tinyseek/model/recompute.h"
 #include "tinyseek/model/registry.h"
 #include "tinyseek/ops/dims.h"
 #include "tinyseek/ops/rope.h"
@@ -35,6 +36,11 @@ class Model {
   const Registry& registry() const { return reg_; }
   void init(uint64_t seed) { reg_.init(seed); }
 
+  // What forward keeps for backward (recompute.h). Any policy gives the same bits; set it
+  // before forward_backward (the trainer reads the `recompute` key of the run config).
+  void set_recompute(Recompute policy);
+  Recompute recompute() const { return recompute_; }
+
   // tokens [B, T+1] (int32): inputs tokens[:, 0:T], targets tokens[:, 1:T+1]; MTP depth k
   // uses tokens[:, k:T−k+k] and predicts tokens[:, k+1:]. Requires Dmtp < T <=
   // max_position_embeddings. Adds every parameter's gradient into registry().grads().
@@ -49,8 +55,12 @@ class Model {
   std::vector<int64_t> moe_layers() const;
   const int32_t* load_counts(int64_t layer) const;
 
-  // Floats held as saved activations for backward by the last forward (for logs and tests).
+  // Floats held as saved activations for backward by the last forward (for logs and tests):
+  // the residual stream, every layer's kept intermediates and routing state.
   int64_t saved_activation_floats() const;
+  // Floats of the shared transient buffers (one layer's worth of the dropped intermediates;
+  // activations.h). The memory a policy needs is about saved + transient.
+  int64_t transient_activation_floats() const { return arena_.floats(); }
 
  private:
   Losses run(const ops::Index* tokens, int64_t B, int64_t T, bool backward);
@@ -63,7 +73,9 @@ class Model {
   const Block* block_of_layer(int64_t layer) const;
 
   Registry reg_;
+  Recompute recompute_ = Recompute::kNone;
   Workspace ws_;
+  ActivationArena arena_;
   ops::RopeTable<float> rope_;
   LinearSite lm_head_;
   std::vector<Block> blocks_;

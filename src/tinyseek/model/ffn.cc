@@ -18,25 +18,32 @@ void Swiglu::forward(const Registry& r, float* y, bool accumulate, const float* 
 void Swiglu::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, const float* g,
                       const float* u, const float* a, int64_t n) const {
   const size_t nw = static_cast<size_t>(n * width());
-  float* da = ws.zeroed(Slot::kDAct, nw);
+  backward(r, ws.zeroed(Slot::kDAct, nw), ws.zeroed(Slot::kDGate, nw), ws.zeroed(Slot::kDUp, nw), dx, dy, x, g, u, a,
+           n);
+}
+
+void Swiglu::backward(Registry& r, float* da, float* dg, float* du, float* dx, const float* dy, const float* x,
+                      const float* g, const float* u, const float* a, int64_t n) const {
   down.backward(r, da, dy, a, n);
-  float* dg = ws.zeroed(Slot::kDGate, nw);
-  float* du = ws.zeroed(Slot::kDUp, nw);
   ops::swiglu_backward(dg, du, da, g, u, n * width());
   gate.backward(r, dx, dg, x, n);
   up.backward(r, dx, du, x, n);
 }
 
-void DenseFfn::forward(const Registry& r, float* y, const float* x, int64_t N) {
+void DenseFfn::forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t N) {
   N_ = N;
   const size_t nw = static_cast<size_t>(N * ffn_.width());
-  g_.resize(nw);
-  u_.resize(nw);
-  a_.resize(nw);
-  ffn_.forward(r, y, /*accumulate=*/true, x, g_.data(), u_.data(), a_.data(), N);
+  float* g = g_.place(nw, ctx.keep.other, ctx.arena, ActKey::kFfnG);
+  float* u = u_.place(nw, ctx.keep.other, ctx.arena, ActKey::kFfnU);
+  float* a = a_.place(nw, ctx.keep.swiglu, ctx.arena, ActKey::kFfnA);
+  ffn_.forward(r, y, /*accumulate=*/true, x, g, u, a, N);
 }
 
-void DenseFfn::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x) {
+void DenseFfn::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy,
+                        const float* x) {
+  const size_t nw = static_cast<size_t>(N_ * ffn_.width());
+  if (!ctx.fresh && !ctx.keep.swiglu)
+    ops::swiglu_forward(a_.place(nw, false, ctx.arena, ActKey::kFfnA), g_.data(), u_.data(), N_ * ffn_.width());
   ffn_.backward(r, ws, dx, dy, x, g_.data(), u_.data(), a_.data(), N_);
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "tinyseek/base/aligned.h"
+#include "tinyseek/model/activations.h"
 #include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/registry.h"
 
@@ -26,21 +27,25 @@ struct Swiglu {
   // kDAct, kDGate, kDUp.
   void backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, const float* g,
                 const float* u, const float* a, int64_t n) const;
+  // The same with caller-provided zeroed scratch da, dg, du [n, W] (MoE runs experts
+  // concurrently, each on its own rows of one expert-grouped scratch).
+  void backward(Registry& r, float* da, float* dg, float* du, float* dx, const float* dy, const float* x,
+                const float* g, const float* u, const float* a, int64_t n) const;
 };
 
 class DenseFfn {
  public:
   DenseFfn(const Registry& r, const FfnIds& ids) : ffn_(r, ids) {}
   // y [N, D] += FFN(x)
-  void forward(const Registry& r, float* y, const float* x, int64_t N);
-  // dx [N, D] += ∂L/∂x given dy [N, D]
-  void backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x);
-  int64_t saved_floats() const { return static_cast<int64_t>(g_.size() + u_.size() + a_.size()); }
+  void forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t N);
+  // dx [N, D] += ∂L/∂x given dy [N, D] (recomputes a = silu(g)·u first if it was dropped)
+  void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x);
+  int64_t saved_floats() const { return g_.saved_floats() + u_.saved_floats() + a_.saved_floats(); }
 
  private:
   Swiglu ffn_;
   int64_t N_ = 0;
-  AlignedBuffer<float> g_, u_, a_;  // [N, F] each
+  Act g_, u_, a_;  // [N, F] each: other, other, swiglu
 };
 
 }  // namespace tinyseek::model

@@ -26,47 +26,64 @@ Mla::Mla(const Registry& r, const MlaIds& ids) : ids_(ids) {
   o_proj_ = LinearSite(r, ids.o_proj);
 }
 
-void Mla::forward(const Registry& r, float* y, const float* x, int64_t B, int64_t T,
-                  const ops::RopeTable<float>& rope) {
-  B_ = B;
-  T_ = T;
-  const int64_t N = B * T, dqk = dn_ + dr_, dkva = dc_ + dr_;
-  q_.resize(static_cast<size_t>(N * H_ * dqk));
+void Mla::query(const Registry& r, const ActContext& ctx, const float* x, const ops::RopeTable<float>& rope) {
+  const int64_t N = B_ * T_, dqk = dn_ + dr_;
+  const KeepPolicy& k = ctx.keep;
+  float* q = q_.place(static_cast<size_t>(N * H_ * dqk), k.upproj, ctx.arena, ActKey::kQ);
   if (dq_ > 0) {
-    cq_raw_.resize(static_cast<size_t>(N * dq_));
-    cq_.resize(static_cast<size_t>(N * dq_));
-    rstd_q_.resize(static_cast<size_t>(N));
-    q_a_proj_.forward(r, cq_raw_.data(), x, N);
-    ops::rmsnorm_forward(cq_.data(), rstd_q_.data(), cq_raw_.data(), r.param(ids_.q_a_layernorm), N, dq_, eps_);
-    q_b_proj_.forward(r, q_.data(), cq_.data(), N);
+    float* cq = cq_.place(static_cast<size_t>(N * dq_), k.normed, ctx.arena, ActKey::kCq);
+    float* rstd = rstd_q_.place(static_cast<size_t>(N), k.normed, ctx.arena, ActKey::kRstdQ);
+    ops::rmsnorm_forward(cq, rstd, cq_raw_.data(), r.param(ids_.q_a_layernorm), N, dq_, eps_);
+    q_b_proj_.forward(r, q, cq, N);
   } else {
-    q_proj_.forward(r, q_.data(), x, N);
+    q_proj_.forward(r, q, x, N);
   }
   // RoPE in place on the rope part of every head: attention consumes the rotated q, and
   // backward only needs the inverse rotation (the table), not the unrotated values.
-  ops::rope_forward(q_.data() + dn_, q_.data() + dn_, rope, N, H_, T, 0, dqk, dqk);
-
-  kv_a_out_.resize(static_cast<size_t>(N * dkva));
-  ckv_.resize(static_cast<size_t>(N * dc_));
-  rstd_kv_.resize(static_cast<size_t>(N));
-  k_pe_.resize(static_cast<size_t>(N * dr_));
-  kv_.resize(static_cast<size_t>(N * H_ * (dn_ + dv_)));
-  kv_a_proj_.forward(r, kv_a_out_.data(), x, N);
-  ops::rmsnorm_forward(ckv_.data(), rstd_kv_.data(), kv_a_out_.data(), r.param(ids_.kv_a_layernorm), N, dc_, eps_,
-                       dkva);
-  ops::rope_forward(k_pe_.data(), kv_a_out_.data() + dc_, rope, N, 1, T, 0, dr_, dkva);
-  kv_b_proj_.forward(r, kv_.data(), ckv_.data(), N);
-
-  o_out_.resize(static_cast<size_t>(N * H_ * dv_));
-  lse_.resize(static_cast<size_t>(N * H_));
-  ops::attention_forward(o_out_.data(), lse_.data(), q_.data(), kv_.data(), k_pe_.data(), B, T, H_, dn_, dr_, dv_);
-  o_proj_.forward(r, y, o_out_.data(), N, /*accumulate=*/true);
+  ops::rope_forward(q + dn_, q + dn_, rope, N, H_, T_, 0, dqk, dqk);
 }
 
-void Mla::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x,
+void Mla::key_value(const Registry& r, const ActContext& ctx) {
+  const int64_t N = B_ * T_, dkva = dc_ + dr_;
+  const KeepPolicy& k = ctx.keep;
+  float* ckv = ckv_.place(static_cast<size_t>(N * dc_), k.normed, ctx.arena, ActKey::kCkv);
+  float* rstd = rstd_kv_.place(static_cast<size_t>(N), k.normed, ctx.arena, ActKey::kRstdKv);
+  ops::rmsnorm_forward(ckv, rstd, kv_a_out_.data(), r.param(ids_.kv_a_layernorm), N, dc_, eps_, dkva);
+  float* kv = kv_.place(static_cast<size_t>(N * H_ * (dn_ + dv_)), k.upproj, ctx.arena, ActKey::kKv);
+  kv_b_proj_.forward(r, kv, ckv, N);
+}
+
+void Mla::forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t B, int64_t T,
+                  const ops::RopeTable<float>& rope) {
+  B_ = B;
+  T_ = T;
+  const int64_t N = B * T, dkva = dc_ + dr_;
+  const auto n = [&](int64_t w) { return static_cast<size_t>(N * w); };
+  const KeepPolicy& k = ctx.keep;
+  if (dq_ > 0) q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, ctx.arena, ActKey::kCqRaw), x, N);
+  query(r, ctx, x, rope);
+
+  float* kv_a = kv_a_out_.place(n(dkva), k.other, ctx.arena, ActKey::kKvA);
+  kv_a_proj_.forward(r, kv_a, x, N);
+  float* k_pe = k_pe_.place(n(dr_), k.other, ctx.arena, ActKey::kKpe);
+  ops::rope_forward(k_pe, kv_a + dc_, rope, N, 1, T, 0, dr_, dkva);
+  key_value(r, ctx);
+
+  float* o = o_out_.place(n(H_ * dv_), k.other, ctx.arena, ActKey::kO);
+  float* lse = lse_.place(n(H_), k.other, ctx.arena, ActKey::kLse);
+  ops::attention_forward(o, lse, q_.data(), kv_.data(), k_pe, B, T, H_, dn_, dr_, dv_);
+  o_proj_.forward(r, y, o, N, /*accumulate=*/true);
+}
+
+void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
                    const ops::RopeTable<float>& rope) {
   const int64_t N = B_ * T_, dqk = dn_ + dr_, dkva = dc_ + dr_;
   const auto n = [&](int64_t w) { return static_cast<size_t>(N * w); };
+  // Selective recomputation: the same kernels on the same saved inputs give the same bits.
+  if (!ctx.fresh && !(ctx.keep.normed && ctx.keep.upproj)) {
+    query(r, ctx, x, rope);
+    key_value(r, ctx);
+  }
 
   float* d_o = ws.zeroed(Slot::kDAttnO, n(H_ * dv_));
   o_proj_.backward(r, d_o, dy, o_out_.data(), N);
@@ -101,9 +118,9 @@ void Mla::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const
 }
 
 int64_t Mla::saved_floats() const {
-  return static_cast<int64_t>(cq_raw_.size() + cq_.size() + rstd_q_.size() + q_.size() + kv_a_out_.size() +
-                              ckv_.size() + rstd_kv_.size() + k_pe_.size() + kv_.size() + o_out_.size() +
-                              lse_.size());
+  return cq_raw_.saved_floats() + cq_.saved_floats() + rstd_q_.saved_floats() + q_.saved_floats() +
+         kv_a_out_.saved_floats() + ckv_.saved_floats() + rstd_kv_.saved_floats() + k_pe_.saved_floats() +
+         kv_.saved_floats() + o_out_.saved_floats() + lse_.saved_floats();
 }
 
 }  // namespace tinyseek::model

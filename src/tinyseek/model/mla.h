@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "tinyseek/base/aligned.h"
+#include "tinyseek/model/activations.h"
 #include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/registry.h"
 #include "tinyseek/ops/rope.h"
@@ -21,29 +22,35 @@ class Mla {
   Mla(const Registry& r, const MlaIds& ids);
 
   // y [N, D] += MLA(x); x [N, D] is the normalised block input, N = B·T (T = this block's
-  // sequence length: positions 0..T-1 for RoPE). Saves what backward needs.
-  void forward(const Registry& r, float* y, const float* x, int64_t B, int64_t T,
+  // sequence length: positions 0..T-1 for RoPE). Keeps what backward needs per ctx.keep.
+  void forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t B, int64_t T,
                const ops::RopeTable<float>& rope);
   // dx [N, D] += ∂L/∂x given dy = ∂L/∂y [N, D]; x as in forward. Weight gradients accumulate.
-  void backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x,
+  // Recomputes the dropped latent norms and up-projections first (unless ctx.fresh).
+  void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
                 const ops::RopeTable<float>& rope);
 
   int64_t saved_floats() const;  // memory held for backward (for logs)
 
  private:
+  // c_q = RMSNorm(c_q_raw), q = q_b_proj(c_q) (or q_proj(x)) with RoPE: the query side.
+  void query(const Registry& r, const ActContext& ctx, const float* x, const ops::RopeTable<float>& rope);
+  // c_kv = RMSNorm(kv_a[:, :dc]), kv = kv_b_proj(c_kv): the key/value up-projection.
+  void key_value(const Registry& r, const ActContext& ctx);
+
   MlaIds ids_;
   int64_t D_, H_, dq_, dc_, dn_, dr_, dv_;
   double eps_;
   LinearSite q_a_proj_, q_b_proj_, q_proj_, kv_a_proj_, kv_b_proj_, o_proj_;
   int64_t B_ = 0, T_ = 0;
-  // Saved state, N = B·T rows each.
-  AlignedBuffer<float> cq_raw_, cq_, rstd_q_;  // [N, dq], [N, dq], [N]      (dq > 0)
-  AlignedBuffer<float> q_;                     // [N, H(dn+dr)] after RoPE
-  AlignedBuffer<float> kv_a_out_;              // [N, dc+dr] raw projection output
-  AlignedBuffer<float> ckv_, rstd_kv_;         // [N, dc], [N]
-  AlignedBuffer<float> k_pe_;                  // [N, dr] after RoPE
-  AlignedBuffer<float> kv_;                    // [N, H(dn+dv)]
-  AlignedBuffer<float> o_out_, lse_;           // [N, H·dv], [N, H]
+  // Intermediates for backward, N = B·T rows each (activations.h: saved or transient).
+  Act cq_raw_, cq_, rstd_q_;  // [N, dq], [N, dq], [N]      (dq > 0)     other, normed, normed
+  Act q_;                     // [N, H(dn+dr)] after RoPE                 upproj
+  Act kv_a_out_;              // [N, dc+dr] raw projection output         other
+  Act ckv_, rstd_kv_;         // [N, dc], [N]                             normed
+  Act k_pe_;                  // [N, dr] after RoPE                       other
+  Act kv_;                    // [N, H(dn+dv)]                            upproj
+  Act o_out_, lse_;           // [N, H·dv], [N, H]                        other
 };
 
 }  // namespace tinyseek::model

@@ -2,6 +2,7 @@
 
 #include "tinyseek/ops/balance_loss.h"
 #include "tinyseek/ops/moe_dispatch.h"
+#include "tinyseek/ops/swiglu.h"
 
 namespace tinyseek::model {
 
@@ -26,7 +27,7 @@ Moe::Moe(const Registry& r, const MoeIds& ids) : ids_(ids), router_(r, ids.gate)
   offsets_.resize(static_cast<size_t>(E_ + 1));
 }
 
-double Moe::forward(const Registry& r, float* y, const float* x, int64_t B, int64_t T) {
+double Moe::forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t B, int64_t T) {
   B_ = B;
   T_ = T;
   const int64_t N = B * T, NK = N * K_;
@@ -38,11 +39,12 @@ double Moe::forward(const Registry& r, float* y, const float* x, int64_t B, int6
   f_.resize(sz(B * E_));
   row_token_.resize(sz(NK));
   row_of_.resize(sz(NK));
-  xe_.resize(sz(NK * D_));
-  ye_.resize(sz(NK * D_));
-  ge_.resize(sz(NK * Fe_));
-  ue_.resize(sz(NK * Fe_));
-  ae_.resize(sz(NK * Fe_));
+  const KeepPolicy& k = ctx.keep;
+  float* xe = xe_.place(sz(NK * D_), k.swiglu, ctx.arena, ActKey::kXe);
+  float* ye = ye_.place(sz(NK * D_), k.other, ctx.arena, ActKey::kYe);
+  float* ge = ge_.place(sz(NK * Fe_), k.other, ctx.arena, ActKey::kGe);
+  float* ue = ue_.place(sz(NK * Fe_), k.other, ctx.arena, ActKey::kUe);
+  float* ae = ae_.place(sz(NK * Fe_), k.swiglu, ctx.arena, ActKey::kAe);
 
   router_.forward(r, logits_.data(), x, N);
   ops::router_forward(indices_.data(), gates_.data(), scores_.data(), load_.data(), logits_.data(),
@@ -51,35 +53,55 @@ double Moe::forward(const Registry& r, float* y, const float* x, int64_t B, int6
 
   if (has_shared_) {
     const size_t nw = sz(N * shared_.width());
-    sg_.resize(nw);
-    su_.resize(nw);
-    sa_.resize(nw);
-    shared_.forward(r, y, /*accumulate=*/true, x, sg_.data(), su_.data(), sa_.data(), N);
+    shared_.forward(r, y, /*accumulate=*/true, x, sg_.place(nw, k.other, ctx.arena, ActKey::kSharedG),
+                    su_.place(nw, k.other, ctx.arena, ActKey::kSharedU),
+                    sa_.place(nw, k.swiglu, ctx.arena, ActKey::kSharedA), N);
   }
   ops::moe_plan(offsets_.data(), row_token_.data(), row_of_.data(), indices_.data(), N, K_, E_);
-  ops::moe_gather_forward(xe_.data(), x, row_token_.data(), N, K_, D_);
+  ops::moe_gather_forward(xe, x, row_token_.data(), N, K_, D_);
+  // Experts run concurrently, one per thread, each on its own rows and weights (the GEMMs
+  // inside run single-threaded: nested parallelism is off). Expert-sized GEMMs are too
+  // small to split well over threads, and a GEMM's bits do not depend on its thread count,
+  // so the result is the same as running them one after another. Dynamic scheduling only
+  // balances the unequal row counts; it decides nothing about the arithmetic.
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t e = 0; e < E_; ++e) {
     const int64_t r0 = offsets_[sz(e)], rows = offsets_[sz(e + 1)] - r0;
     if (rows == 0) continue;
-    experts_[sz(e)].forward(r, ye_.data() + r0 * D_, /*accumulate=*/false, xe_.data() + r0 * D_,
-                            ge_.data() + r0 * Fe_, ue_.data() + r0 * Fe_, ae_.data() + r0 * Fe_, rows);
+    experts_[sz(e)].forward(r, ye + r0 * D_, /*accumulate=*/false, xe + r0 * D_, ge + r0 * Fe_, ue + r0 * Fe_,
+                            ae + r0 * Fe_, rows);
   }
-  ops::moe_combine_forward(y, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_);
+  ops::moe_combine_forward(y, ye, gates_.data(), row_of_.data(), N, K_, D_);
   return balance;
 }
 
-void Moe::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, double balance_coef) {
+void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
+                   double balance_coef) {
   const int64_t N = B_ * T_, NK = N * K_;
   const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
+  if (!ctx.fresh && !ctx.keep.swiglu) {
+    // SwiGLU is elementwise, so one call over all experts' rows gives the per-expert bits.
+    ops::moe_gather_forward(xe_.place(sz(NK * D_), false, ctx.arena, ActKey::kXe), x, row_token_.data(), N, K_, D_);
+    ops::swiglu_forward(ae_.place(sz(NK * Fe_), false, ctx.arena, ActKey::kAe), ge_.data(), ue_.data(), NK * Fe_);
+    if (has_shared_)
+      ops::swiglu_forward(sa_.place(sz(N * shared_.width()), false, ctx.arena, ActKey::kSharedA), sg_.data(),
+                          su_.data(), N * shared_.width());
+  }
   float* dye = ws.zeroed(Slot::kDExpertOut, sz(NK * D_));
   float* dgates = ws.zeroed(Slot::kDGates, sz(NK));
   ops::moe_combine_backward(dye, dgates, dy, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_);
   float* dxe = ws.zeroed(Slot::kDExpertIn, sz(NK * D_));
+  float* dae = ws.zeroed(Slot::kDAct, sz(NK * Fe_));
+  float* dge = ws.zeroed(Slot::kDGate, sz(NK * Fe_));
+  float* due = ws.zeroed(Slot::kDUp, sz(NK * Fe_));
+  // Concurrent experts as in forward: disjoint rows of every buffer, disjoint weight grads.
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t e = 0; e < E_; ++e) {
     const int64_t r0 = offsets_[sz(e)], rows = offsets_[sz(e + 1)] - r0;
     if (rows == 0) continue;
-    experts_[sz(e)].backward(r, ws, dxe + r0 * D_, dye + r0 * D_, xe_.data() + r0 * D_, ge_.data() + r0 * Fe_,
-                             ue_.data() + r0 * Fe_, ae_.data() + r0 * Fe_, rows);
+    experts_[sz(e)].backward(r, dae + r0 * Fe_, dge + r0 * Fe_, due + r0 * Fe_, dxe + r0 * D_, dye + r0 * D_,
+                             xe_.data() + r0 * D_, ge_.data() + r0 * Fe_, ue_.data() + r0 * Fe_,
+                             ae_.data() + r0 * Fe_, rows);
   }
   ops::moe_gather_backward(dx, dxe, row_of_.data(), N, K_, D_);
   if (has_shared_) shared_.backward(r, ws, dx, dy, x, sg_.data(), su_.data(), sa_.data(), N);
@@ -96,9 +118,9 @@ void Moe::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const
 }
 
 int64_t Moe::saved_floats() const {
-  return static_cast<int64_t>(scores_.size() + gates_.size() + f_.size() + xe_.size() + ye_.size() + ge_.size() +
-                              ue_.size() + ae_.size() + sg_.size() + su_.size() + sa_.size()) +
-         static_cast<int64_t>(indices_.size() + row_token_.size() + 2 * row_of_.size());
+  return static_cast<int64_t>(scores_.size() + gates_.size() + f_.size()) + xe_.saved_floats() + ye_.saved_floats() +
+         ge_.saved_floats() + ue_.saved_floats() + ae_.saved_floats() + sg_.saved_floats() + su_.saved_floats() +
+         sa_.saved_floats() + static_cast<int64_t>(indices_.size() + row_token_.size() + 2 * row_of_.size());
 }
 
 }  // namespace tinyseek::model

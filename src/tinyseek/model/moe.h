@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tinyseek/base/aligned.h"
+#include "tinyseek/model/activations.h"
 #include "tinyseek/model/ffn.h"
 #include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/registry.h"
@@ -22,9 +23,11 @@ class Moe {
 
   // y [N, D] += MoE(x), N = B·T (B sequences of length T for the balance loss). Returns the
   // layer's balance loss mean_b Σ_i f_{b,i} P_{b,i} (without α).
-  double forward(const Registry& r, float* y, const float* x, int64_t B, int64_t T);
+  double forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t B, int64_t T);
   // dx [N, D] += ∂L/∂x given dy [N, D]; balance_coef = ∂L/∂(this layer's balance loss), i.e. α.
-  void backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, double balance_coef);
+  // Recomputes the dropped expert-input gather and SwiGLU outputs first (unless ctx.fresh).
+  void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
+                double balance_coef);
 
   // Tokens that selected each expert in the last forward [E] (input of the bias update).
   const int32_t* load() const { return load_.data(); }
@@ -41,6 +44,7 @@ class Moe {
   bool has_shared_ = false;
   int64_t B_ = 0, T_ = 0;
 
+  // Routing state: small (E + 3K numbers per token), kept under every policy.
   AlignedBuffer<float> logits_, scores_;    // [N, E]
   AlignedBuffer<float> gates_;              // [N, K]
   AlignedBuffer<ops::Index> indices_;       // [N, K]
@@ -49,9 +53,10 @@ class Moe {
   AlignedBuffer<int64_t> offsets_;          // [E+1]
   AlignedBuffer<ops::Index> row_token_;     // [N·K]
   AlignedBuffer<int64_t> row_of_;           // [N, K]
-  AlignedBuffer<float> xe_, ye_;            // [N·K, D] expert-grouped inputs and outputs
-  AlignedBuffer<float> ge_, ue_, ae_;       // [N·K, Fe]
-  AlignedBuffer<float> sg_, su_, sa_;       // [N, Fe·Es] shared experts
+  // Expert intermediates (activations.h):
+  Act xe_, ye_;        // [N·K, D] expert-grouped inputs (swiglu kind: a gather) and outputs (other)
+  Act ge_, ue_, ae_;   // [N·K, Fe]   other, other, swiglu
+  Act sg_, su_, sa_;   // [N, Fe·Es]  shared experts: other, other, swiglu
 };
 
 }  // namespace tinyseek::model

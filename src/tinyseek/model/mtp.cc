@@ -15,8 +15,8 @@ MtpModule::MtpModule(const Registry& r, const MtpIds& ids, int64_t depth)
       eh_proj_(r, ids.eh_proj),
       block_(r, ids.block) {}
 
-double MtpModule::forward(const Registry& r, const float* h_prev, const ops::Index* tokens, int64_t B, int64_t T,
-                          const ops::RopeTable<float>& rope) {
+double MtpModule::forward(const Registry& r, const ActContext& ctx, const float* h_prev, const ops::Index* tokens,
+                          int64_t B, int64_t T, const ops::RopeTable<float>& rope) {
   B_ = B;
   Tk_ = T - k_;
   const int64_t Nk = B * Tk_;
@@ -47,14 +47,14 @@ double MtpModule::forward(const Registry& r, const float* h_prev, const ops::Ind
   for (int64_t n = 0; n < Nk; ++n)
     copy_floats(concat_.data() + n * 2 * D_ + D_, normed_.data() + n * D_, size_t(D_));
   eh_proj_.forward(r, x_in_.data(), concat_.data(), Nk);
-  return block_.forward(r, out_.data(), x_in_.data(), B, Tk_, rope);
+  return block_.forward(r, ctx, out_.data(), x_in_.data(), B, Tk_, rope);
 }
 
-void MtpModule::backward(Registry& r, Workspace& ws, float* d_hidden, float* d_prev,
+void MtpModule::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d_hidden, float* d_prev,
                          const ops::RopeTable<float>& rope, double balance_coef) {
   const int64_t Nk = B_ * Tk_;
   const size_t nd = static_cast<size_t>(Nk * D_);
-  block_.backward(r, ws, d_hidden, x_in_.data(), rope, balance_coef);  // d_hidden is now ∂L/∂h'^k
+  block_.backward(r, ws, ctx, d_hidden, x_in_.data(), rope, balance_coef);  // d_hidden is now ∂L/∂h'^k
   float* d_concat = ws.zeroed(Slot::kDMtpConcat, 2 * nd);
   eh_proj_.backward(r, d_concat, d_hidden, concat_.data(), Nk);
 

@@ -21,18 +21,23 @@ class MtpModule {
   // h_prev [B, T−k+1, D]: the previous depth's hidden states (h^0 = last main block output,
   // before the final norm). tokens [B, T+1]. Computes h^k [B, T−k, D]; returns the block's
   // balance loss (0 if dense).
-  double forward(const Registry& r, const float* h_prev, const ops::Index* tokens, int64_t B, int64_t T,
-                 const ops::RopeTable<float>& rope);
+  double forward(const Registry& r, const ActContext& ctx, const float* h_prev, const ops::Index* tokens, int64_t B,
+                 int64_t T, const ops::RopeTable<float>& rope);
   const float* hidden() const { return out_.data(); }        // h^k [B·(T−k), D]
   const ops::Index* targets() const { return targets_.data(); }  // t_{i+k+1} [B·(T−k)]
   int64_t tokens_per_sequence() const { return Tk_; }        // T − k
 
   // d_hidden [B·(T−k), D] = ∂L/∂h^k on entry (overwritten); d_prev [B, T−k+1, D] +=
   // ∂L/∂h_prev. balance_coef = α.
-  void backward(Registry& r, Workspace& ws, float* d_hidden, float* d_prev, const ops::RopeTable<float>& rope,
-                double balance_coef);
+  void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d_hidden, float* d_prev,
+                const ops::RopeTable<float>& rope, double balance_coef);
 
   const Block& block() const { return block_; }
+  // Floats this module keeps besides its block (embedding rows, norms, concatenation, h^k).
+  int64_t saved_floats() const {
+    return static_cast<int64_t>(emb_.size() + prev_.size() + rstd_e_.size() + rstd_h_.size() + concat_.size() +
+                                x_in_.size() + out_.size());
+  }
   const MtpIds& ids() const { return ids_; }
 
  private:

@@ -151,6 +151,7 @@ int64_t Registry::num_parameters() const {
 void Registry::zero_grad() { grads_.zero(); }
 
 void Registry::init(uint64_t seed) {
+  params_changed();
   for (size_t id = 0; id < tensors_.size(); ++id) {
     const TensorInfo& t = tensors_[id];
     float* p = params_.data() + t.offset;

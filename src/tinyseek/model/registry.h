@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -14,6 +15,10 @@
 
 #include "tinyseek/base/aligned.h"
 #include "tinyseek/model/config.h"
+
+namespace tinyseek::ops {
+struct LinearState;  // ops/linear.h
+}
 
 namespace tinyseek::model {
 
@@ -110,6 +115,17 @@ class Registry {
   int64_t num_parameters() const;  // Σ numel (without padding)
 
   void zero_grad();
+  // Version of the parameter values. Call params_changed() after every write to params()
+  // (optimizer step, checkpoint load; init() calls it): the Linears rebuild their BF16/FP8
+  // weight copies when the version moved, so all micro-batches of a step share one copy.
+  uint64_t params_version() const { return params_version_; }
+  void params_changed() { ++params_version_; }
+  // The mutable state of the Linear whose weight is `id` (low-precision weight copies,
+  // activation cache, delayed-scaling histories, telemetry), created on first request and
+  // null-free thereafter (model/linear_site.cc). Kept here, beside the parameters it is
+  // derived from, so the trainer finds every Linear's state by tensor id.
+  std::shared_ptr<ops::LinearState> linear_state(int id) const;
+  std::shared_ptr<ops::LinearState> find_linear_state(int id) const;  // null if never requested
   // Every tensor from its Init: kNormal draws Philox(seed, stream = tensor id).normal(i) ·
   // init_std for element i, so the values depend only on (seed, tensor, element), never on
   // the thread count.
@@ -125,6 +141,8 @@ class Registry {
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, int> by_name_;
   AlignedBuffer<float> params_, grads_;
+  uint64_t params_version_ = 0;
+  mutable std::vector<std::shared_ptr<ops::LinearState>> linear_states_;  // by tensor id
 };
 
 }  // namespace tinyseek::model

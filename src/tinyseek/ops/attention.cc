@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/parallel.h"
+#include "tinyseek/numerics/simd.h"
 #include "tinyseek/ops/kernels.h"
 
 namespace tinyseek::ops {
@@ -37,11 +39,27 @@ inline T raw_score(const T* q, const T* k_nope, const T* k_pe, int64_t dn, int64
   return detail::dot(q, k_nope, dn) + detail::dot(q + dn, k_pe, dr);
 }
 
+// dk_pe [N, dr] += Σ_h part [B, H, T, dr], heads in order 0..H−1, so the shared key's gradient
+// does not depend on which thread ran which head.
+template <class T>
+void sum_dk_pe_parts(T* dk_pe, const T* dk_pe_part, int64_t B, int64_t T_seq, int64_t H, int64_t dr) {
+  parallel_ranges(B * T_seq, 16, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t b = n / T_seq, s = n % T_seq;
+      T* dst = dk_pe + n * dr;
+      for (int64_t h = 0; h < H; ++h) {
+        const T* src = dk_pe_part + ((b * H + h) * T_seq + s) * dr;
+        for (int64_t j = 0; j < dr; ++j) dst[j] += src[j];
+      }
+    }
+  });
+}
+
 }  // namespace
 
 template <class T>
-void attention_forward(T* o, T* lse, const T* q, const T* kv, const T* k_pe, int64_t B,
-                       int64_t T_seq, int64_t H, int64_t dn, int64_t dr, int64_t dv) {
+void attention_forward_reference(T* o, T* lse, const T* q, const T* kv, const T* k_pe, int64_t B,
+                                 int64_t T_seq, int64_t H, int64_t dn, int64_t dr, int64_t dv) {
   check_dims(B, T_seq, H, dn, dr, dv);
   const Layout L{H, dn, dr, dv};
   const T scale = T(1) / std::sqrt(static_cast<T>(dn + dr));
@@ -76,9 +94,9 @@ void attention_forward(T* o, T* lse, const T* q, const T* kv, const T* k_pe, int
 }
 
 template <class T>
-void attention_backward(T* dq, T* dkv, T* dk_pe, const T* do_, const T* q, const T* kv,
-                        const T* k_pe, const T* o, const T* lse, int64_t B, int64_t T_seq,
-                        int64_t H, int64_t dn, int64_t dr, int64_t dv) {
+void attention_backward_reference(T* dq, T* dkv, T* dk_pe, const T* do_, const T* q, const T* kv,
+                                  const T* k_pe, const T* o, const T* lse, int64_t B, int64_t T_seq,
+                                  int64_t H, int64_t dn, int64_t dr, int64_t dv) {
   check_dims(B, T_seq, H, dn, dr, dv);
   const Layout L{H, dn, dr, dv};
   const T scale = T(1) / std::sqrt(static_cast<T>(dn + dr));
@@ -119,18 +137,42 @@ void attention_backward(T* dq, T* dkv, T* dk_pe, const T* do_, const T* q, const
       }
     }
   });
-  parallel_ranges(B * T_seq, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      const int64_t b = n / T_seq, s = n % T_seq;
-      T* dst = dk_pe + n * dr;
-      for (int64_t h = 0; h < H; ++h) {
-        const T* src = dk_pe_part + ((b * H + h) * T_seq + s) * dr;
-        for (int64_t j = 0; j < dr; ++j) dst[j] += src[j];
-      }
-    }
-  });
+  sum_dk_pe_parts(dk_pe, dk_pe_part, B, T_seq, H, dr);
 }
 
+template <class T>
+void attention_forward(T* o, T* lse, const T* q, const T* kv, const T* k_pe, int64_t B,
+                       int64_t T_seq, int64_t H, int64_t dn, int64_t dr, int64_t dv) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_path() == SimdPath::Avx512Bf16) {
+      check_dims(B, T_seq, H, dn, dr, dv);
+      detail::attention_forward_avx512(o, lse, q, kv, k_pe, B, T_seq, H, dn, dr, dv);
+      return;
+    }
+  }
+  attention_forward_reference(o, lse, q, kv, k_pe, B, T_seq, H, dn, dr, dv);
+}
+
+template <class T>
+void attention_backward(T* dq, T* dkv, T* dk_pe, const T* do_, const T* q, const T* kv,
+                        const T* k_pe, const T* o, const T* lse, int64_t B, int64_t T_seq,
+                        int64_t H, int64_t dn, int64_t dr, int64_t dv) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_path() == SimdPath::Avx512Bf16) {
+      check_dims(B, T_seq, H, dn, dr, dv);
+      float* part = detail::scratch<float>(0, static_cast<size_t>(std::max<int64_t>(B * H * T_seq * dr, 1)));
+      detail::attention_backward_avx512(dq, dkv, part, do_, q, kv, k_pe, o, lse, B, T_seq, H, dn, dr, dv);
+      sum_dk_pe_parts(dk_pe, part, B, T_seq, H, dr);
+      return;
+    }
+  }
+  attention_backward_reference(dq, dkv, dk_pe, do_, q, kv, k_pe, o, lse, B, T_seq, H, dn, dr, dv);
+}
+
+template void attention_forward_reference<float>(float*, float*, const float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void attention_forward_reference<double>(double*, double*, const double*, const double*, const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void attention_backward_reference<float>(float*, float*, float*, const float*, const float*, const float*, const float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void attention_backward_reference<double>(double*, double*, double*, const double*, const double*, const double*, const double*, const double*, const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void attention_forward<float>(float*, float*, const float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void attention_forward<double>(double*, double*, const double*, const double*, const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void attention_backward<float>(float*, float*, float*, const float*, const float*, const float*, const float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);

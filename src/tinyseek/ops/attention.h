@@ -12,6 +12,12 @@
 //
 // Flash-style: forward saves only the per-row logsumexp; backward recomputes the
 // probabilities p = exp(score − lse) from it (no [T, T] matrix is ever stored).
+//
+// Implementations: float on CPUs with AVX-512 (simd_path() == Avx512Bf16) runs the blocked
+// kernels of attention_avx512.cc (packed tiles, FMA micro-kernels, vectorised exp); double,
+// and float on other CPUs, run the reference (one row at a time, std::exp), which is also
+// the tests' oracle. Both are deterministic (identical bits for any thread count); they
+// differ from each other by rounding only.
 #pragma once
 #include <cstdint>
 
@@ -34,5 +40,25 @@ template <class T>
 void attention_backward(T* dq, T* dkv, T* dk_pe, const T* do_, const T* q, const T* kv,
                         const T* k_pe, const T* o, const T* lse, int64_t B, int64_t T_seq,
                         int64_t H, int64_t dn, int64_t dr, int64_t dv);
+
+// The straightforward implementations (the oracle of the fast path; same contracts).
+template <class T>
+void attention_forward_reference(T* o, T* lse, const T* q, const T* kv, const T* k_pe, int64_t B,
+                                 int64_t T_seq, int64_t H, int64_t dn, int64_t dr, int64_t dv);
+template <class T>
+void attention_backward_reference(T* dq, T* dkv, T* dk_pe, const T* do_, const T* q, const T* kv,
+                                  const T* k_pe, const T* o, const T* lse, int64_t B, int64_t T_seq,
+                                  int64_t H, int64_t dn, int64_t dr, int64_t dv);
+
+namespace detail {
+// AVX-512 kernels (attention_avx512.cc); call only when simd_path() == Avx512Bf16.
+// Backward writes the per-head k_pe gradients to dk_pe_part [B, H, T, dr] (overwritten);
+// the caller sums them over heads in order.
+void attention_forward_avx512(float* o, float* lse, const float* q, const float* kv, const float* k_pe, int64_t B,
+                              int64_t T_seq, int64_t H, int64_t dn, int64_t dr, int64_t dv);
+void attention_backward_avx512(float* dq, float* dkv, float* dk_pe_part, const float* do_, const float* q,
+                               const float* kv, const float* k_pe, const float* o, const float* lse, int64_t B,
+                               int64_t T_seq, int64_t H, int64_t dn, int64_t dr, int64_t dv);
+}  // namespace detail
 
 }  // namespace tinyseek::ops

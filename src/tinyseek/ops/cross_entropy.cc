@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/parallel.h"
+#include "tinyseek/numerics/simd.h"
+#include "tinyseek/ops/elementwise_avx512.h"
 #include "tinyseek/ops/kernels.h"
 
 namespace tinyseek::ops {
@@ -39,8 +42,18 @@ double cross_entropy_forward(T* lse, const T* logits, const Index* targets, int6
   for (int64_t n = 0; n < N; ++n)
     TS_CHECK(targets[n] < V, "target id " << targets[n] << " at row " << n << " is outside the vocabulary [0, " << V << ")",
              "the token data does not match this model's vocab_size");
+  // float on AVX-512 CPUs: vectorised exp (elementwise_avx512.cc), same lane structure.
+  const bool fast = simd_path() == SimdPath::Avx512Bf16;
   parallel_ranges(N, 4, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) lse[n] = row_logsumexp(logits + n * V, V);
+    for (int64_t n = n0; n < n1; ++n) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (fast) {
+          lse[n] = detail::row_logsumexp_avx512(logits + n * V, V);
+          continue;
+        }
+      }
+      lse[n] = row_logsumexp(logits + n * V, V);
+    }
   });
   double total = 0.0;
   int64_t n_valid = 0;
@@ -57,6 +70,8 @@ void cross_entropy_backward(T* dlogits, double dloss, const T* logits, const T* 
                             const Index* targets, int64_t N, int64_t V) {
   const int64_t n_valid = count_valid(targets, N);
   const T scale = n_valid ? static_cast<T>(dloss / static_cast<double>(n_valid)) : T(0);
+  // float on AVX-512 CPUs: vectorised exp (elementwise_avx512.cc), same lane structure.
+  const bool fast = simd_path() == SimdPath::Avx512Bf16;
   parallel_ranges(N, 4, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* x = logits + n * V;
@@ -68,7 +83,15 @@ void cross_entropy_backward(T* dlogits, double dloss, const T* logits, const T* 
       }
       const T l = lse[n];
       // Element-wise (read x[j], write d[j]), so d may alias x.
-      for (int64_t j = 0; j < V; ++j) d[j] = scale * std::exp(x[j] - l);
+      bool done = false;
+      if constexpr (std::is_same_v<T, float>) {
+        if (fast) {
+          detail::scaled_softmax_row_avx512(d, x, V, l, scale);
+          done = true;
+        }
+      }
+      if (!done)
+        for (int64_t j = 0; j < V; ++j) d[j] = scale * std::exp(x[j] - l);
       d[tgt] -= scale;
     }
   });

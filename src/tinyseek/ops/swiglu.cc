@@ -1,8 +1,11 @@
 #include "tinyseek/ops/swiglu.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "tinyseek/base/parallel.h"
+#include "tinyseek/numerics/simd.h"
+#include "tinyseek/ops/elementwise_avx512.h"
 
 namespace tinyseek::ops {
 
@@ -16,6 +19,14 @@ constexpr int64_t kGrain = 4096;
 
 template <class T>
 void swiglu_forward(T* h, const T* g, const T* u, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_path() == SimdPath::Avx512Bf16) {  // vectorised exp (elementwise_avx512.cc)
+      parallel_ranges(n, kGrain, [&](int64_t i0, int64_t i1) {
+        detail::swiglu_forward_avx512(h + i0, g + i0, u + i0, i1 - i0);
+      });
+      return;
+    }
+  }
   parallel_ranges(n, kGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) h[i] = g[i] * sigmoid(g[i]) * u[i];
   });
@@ -23,6 +34,14 @@ void swiglu_forward(T* h, const T* g, const T* u, int64_t n) {
 
 template <class T>
 void swiglu_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_path() == SimdPath::Avx512Bf16) {
+      parallel_ranges(n, kGrain, [&](int64_t i0, int64_t i1) {
+        detail::swiglu_backward_avx512(dg + i0, du + i0, dh + i0, g + i0, u + i0, i1 - i0);
+      });
+      return;
+    }
+  }
   parallel_ranges(n, kGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T s = sigmoid(g[i]);

@@ -1,0 +1,135 @@
+#include "tinyseek/bench/step_bench.h"
+
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+
+#include "tinyseek/base/check.h"
+#include "tinyseek/base/parallel.h"
+#include "tinyseek/base/rng.h"
+#include "tinyseek/base/timer.h"
+#include "tinyseek/bench/peak.h"
+#include "tinyseek/train/adamw.h"
+
+namespace tinyseek::bench {
+
+namespace {
+
+// Weights of the Linears one token passes through in decoder layer `layer` (main or MTP).
+int64_t block_active_params(const model::ModelConfig& c, int64_t layer) {
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, dqk = c.qk_head_dim();
+  int64_t attn = D * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank * H * (c.qk_nope_head_dim + c.v_head_dim) +
+                 H * c.v_head_dim * D;
+  attn += c.has_q_lora() ? D * c.q_lora_rank + c.q_lora_rank * H * dqk : D * H * dqk;
+  int64_t ffn = 0;
+  if (c.is_moe_layer(layer))
+    ffn = D * c.n_routed_experts + 3 * D * c.moe_intermediate_size * (c.n_shared_experts + c.num_experts_per_tok);
+  else
+    ffn = 3 * D * c.intermediate_size;
+  return attn + ffn;
+}
+
+// 3 · B·H·(dn+dr+dv)·T(T+1): causal scores and values, forward + backward.
+double attention_flops(const model::ModelConfig& c, int64_t B, int64_t T) {
+  const double width = static_cast<double>(c.qk_head_dim() + c.v_head_dim);
+  return 3.0 * static_cast<double>(B * c.num_attention_heads) * width * static_cast<double>(T) *
+         static_cast<double>(T + 1);
+}
+
+}  // namespace
+
+StepFlops step_flops(const model::ModelConfig& c, int64_t B, int64_t T) {
+  StepFlops f;
+  const int64_t head = c.vocab_size * c.hidden_size;
+  int64_t main = head;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    main += block_active_params(c, l);
+    f.attention += attention_flops(c, B, T);
+  }
+  f.params_active = main;
+  f.linear = 6.0 * static_cast<double>(main) * static_cast<double>(B * T);
+  for (int64_t k = 1; k <= c.num_nextn_predict_layers; ++k) {
+    const int64_t Tk = T - k;
+    const int64_t mtp = 2 * c.hidden_size * c.hidden_size + block_active_params(c, c.num_hidden_layers + k - 1) + head;
+    f.linear += 6.0 * static_cast<double>(mtp) * static_cast<double>(B * Tk);
+    f.attention += attention_flops(c, B, Tk);
+  }
+  return f;
+}
+
+double process_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+StepBenchResult run_step_bench(const StepBenchOptions& opt) {
+  TS_CHECK(opt.recipe == "fp32", "bench step --recipe " << opt.recipe << " is not built yet (only fp32 is)",
+           "use --recipe fp32");
+  TS_CHECK(opt.steps >= 1, "--steps must be at least 1, got " << opt.steps, "the default is 5");
+  TS_CHECK(opt.warmup >= 0, "--warmup must be >= 0, got " << opt.warmup, "the default is 1");
+  TS_CHECK(opt.batch >= 1 && opt.seq >= 2, "--batch must be >= 1 and --seq >= 2, got " << opt.batch << ", "
+           << opt.seq, "e.g. --batch 8 --seq 256");
+  StepBenchResult res;
+  res.config = model::load_config(opt.config_path);
+  res.batch = opt.batch;
+  res.seq = opt.seq;
+  res.threads = max_threads();
+  const model::ModelConfig& c = res.config;
+
+  model::Model m(c);
+  m.init(opt.seed);
+  m.set_recompute(opt.recompute);
+  train::AdamW adamw(m.registry(), train::AdamWConfig{});
+
+  const int64_t B = opt.batch, T = opt.seq;
+  std::vector<ops::Index> tokens(static_cast<size_t>(B * (T + 1)));
+  const Philox rng(opt.seed, 7);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = std::min<ops::Index>(static_cast<ops::Index>(rng.uniform(i) * static_cast<float>(c.vocab_size)),
+                                     static_cast<ops::Index>(c.vocab_size - 1));
+
+  std::vector<double> fb_ms, opt_ms, cpu_ms;
+  for (int s = 0; s < opt.warmup + opt.steps; ++s) {
+    const double cpu0 = process_cpu_ms();
+    const Timer step;
+    m.registry().zero_grad();
+    const Timer fb;
+    const model::Losses l = m.forward_backward(tokens.data(), B, T);
+    const double fb_time = fb.ms();
+    if (opt.optimizer) adamw.step(m.registry(), 1e-4);
+    const double total = step.ms();
+    const double cpu = process_cpu_ms() - cpu0;
+    if (s == 0) res.first_loss = l.loss;
+    res.last_loss = l.loss;
+    if (s < opt.warmup) continue;
+    res.step_ms.push_back(total);
+    fb_ms.push_back(fb_time);
+    opt_ms.push_back(total - fb_time);
+    cpu_ms.push_back(cpu);
+  }
+  res.cpu_ms_per_step = median(cpu_ms);
+  res.ms_per_step = median(res.step_ms);
+  res.ms_forward_backward = median(fb_ms);
+  res.ms_optimizer = median(opt_ms);
+  res.tokens_per_s = static_cast<double>(B * T) / (res.ms_per_step * 1e-3);
+  res.flops = step_flops(c, B, T);
+  res.params_total = m.registry().num_parameters();
+  res.saved_activation_mb = static_cast<double>(m.saved_activation_floats()) * sizeof(float) / (1024.0 * 1024.0);
+  res.peak_rss_mb = peak_rss_mb();
+  const PeakFlops peak = measure_peaks();
+  if (peak.fp32_fma_gflops) {
+    res.peak_gflops = *peak.fp32_fma_gflops;
+    res.mfu = res.flops.total() / (res.ms_per_step * 1e-3) / (res.peak_gflops * 1e9);
+  }
+  return res;
+}
+
+}  // namespace tinyseek::bench

@@ -1,0 +1,74 @@
+// Training-step throughput: `tinyseek bench step`.
+//
+// One timed step = zero_grad + Model::forward_backward + one AdamW update (FP32 moments), the
+// same work as a PyTorch step `opt.zero_grad(); loss.backward(); opt.step()`
+// (bench/peers/torch_step.py), on random tokens of a fixed batch.
+//
+// Model FLOPs per step (the numerator of MFU; no recomputation counted, so MFU does not reward
+// recomputing):
+//   6 · Σ_heads P_active · tokens(head)  +  3 · Σ_attention layers B·H·(dn+dr+dv)·T_l(T_l+1)
+// where P_active = the weights of every Linear a token passes through (MLA projections,
+// dense FFN or shared + K routed experts + router, eh_proj for MTP, and lm_head; not the
+// embedding lookup), tokens = B·T for the main model and B·(T−k) for MTP depth k; the
+// attention term counts the causal score and value products (Σ_t (t+1) = T(T+1)/2 key
+// positions per query, 2 FLOPs per multiply-add, ×3 for forward + backward).
+// MFU = FLOPs / (seconds · the machine's FP32 FMA peak measured by bench/peak.h).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tinyseek/model/config.h"
+#include "tinyseek/model/deepseek.h"
+
+namespace tinyseek::bench {
+
+struct StepFlops {
+  double linear = 0;      // 6 · Σ P_active · tokens
+  double attention = 0;   // 3 · Σ B·H·(dn+dr+dv)·T(T+1)
+  double total() const { return linear + attention; }
+  int64_t params_active = 0;  // per main-model token (main blocks + lm_head)
+};
+StepFlops step_flops(const model::ModelConfig& c, int64_t B, int64_t T);
+
+struct StepBenchOptions {
+  std::string config_path;
+  std::string recipe = "fp32";
+  int steps = 5;       // timed steps (the median is reported)
+  int warmup = 1;      // untimed steps first (allocations, page faults)
+  int64_t batch = 8;   // B
+  int64_t seq = 256;   // T
+  model::Recompute recompute = model::Recompute::kNone;
+  bool optimizer = true;  // time the AdamW update too
+  uint64_t seed = 1;
+};
+
+struct StepBenchResult {
+  model::ModelConfig config;
+  int64_t batch = 0, seq = 0;
+  double ms_per_step = 0;        // median
+  double ms_forward_backward = 0;  // median of the forward_backward part alone
+  double ms_optimizer = 0;       // median of zero_grad + AdamW
+  double cpu_ms_per_step = 0;    // median CPU time of all threads (includes OpenMP spin-waiting)
+  double tokens_per_s = 0;       // B·T / median step time
+  double mfu = 0;                // fraction of the FP32 FMA peak
+  double peak_gflops = 0;        // measured FP32 FMA peak (0 if unavailable)
+  double peak_rss_mb = 0;        // getrusage max RSS of this process
+  double saved_activation_mb = 0;  // bytes the model holds for backward after forward
+  StepFlops flops;
+  int64_t params_total = 0;
+  double first_loss = 0, last_loss = 0;
+  int threads = 1;
+  std::vector<double> step_ms;
+};
+
+// Runs warmup + steps training steps and measures. Throws tinyseek::Error on bad options.
+StepBenchResult run_step_bench(const StepBenchOptions& opt);
+
+// CPU time used by all threads of this process so far, in ms.
+double process_cpu_ms();
+
+// Max resident set size of this process so far, in MiB (getrusage).
+double peak_rss_mb();
+
+}  // namespace tinyseek::bench

@@ -1,0 +1,122 @@
+// The training loop (DESIGN.md §4): micro-batches → gradients accumulated in FP32 → global
+// norm clip → AdamW → aux-loss-free router-bias update → next step; validation, metrics,
+// the loss plot and atomic checkpoints on a cadence; exact resume.
+//
+// Gradient accumulation: every micro-batch has the same B·T tokens, so the step's loss
+// normalised per token over the whole step is the mean of the micro-batch losses, and its
+// gradient is (Σ micro-batch gradients) / k. The 1/k is folded into the factor AdamW applies
+// as it reads the gradients (with the clip factor), so no extra pass over memory.
+//
+// Determinism and resume: the state that decides the next step is the parameters (incl.
+// router biases), the AdamW moments and step count, the loader position and the global
+// step; every schedule is a function of the global step. All of it is in the checkpoint,
+// so N steps == N/2 steps + resume + N/2 steps bit for bit.
+#pragma once
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "tinyseek/data/loader.h"
+#include "tinyseek/model/config.h"
+#include "tinyseek/model/deepseek.h"
+#include "tinyseek/train/adamw.h"
+#include "tinyseek/train/hyper.h"
+#include "tinyseek/train/metrics.h"
+
+namespace tinyseek::train {
+
+struct TrainData {
+  std::shared_ptr<const data::TokenSplit> train, val;
+  std::string data_dir;         // prepared data directory ("" for in-memory tests)
+  std::string tokenizer_json;   // contents copied into each checkpoint ("" = none)
+  uint64_t tokenizer_hash = 0;  // 0 = unknown
+};
+// Loads a prepared data directory (data.json, shards, tokenizer.json).
+TrainData load_train_data(const std::string& data_dir);
+
+struct StepRecord {
+  int64_t step = 0;  // global step after this update (1 for the first)
+  model::Losses losses;  // averaged over the micro-batches
+  double lr = 0, grad_norm = 0, mtp_lambda = 0, imbalance = 0;
+  double ms = 0, tokens_per_s = 0;
+  std::optional<double> mfu;
+  int64_t tokens = 0;  // tokens seen so far
+  bool skipped = false;
+};
+
+struct EvalResult {
+  int64_t step = 0;
+  double val_loss = 0, perplexity = 0, bits_per_byte = 0;
+  int64_t tokens = 0;
+};
+
+struct TrainerOptions {
+  std::string run_dir;        // "" = no files at all (tests)
+  bool print = true;          // start-up summary and progress lines on stdout
+  // Checked after every step; when set, the loop saves a checkpoint and returns.
+  const volatile std::sig_atomic_t* stop_flag = nullptr;
+  // Tests: called after the micro-batches' backward, before clipping (fault injection).
+  std::function<void(int64_t step, model::Registry&)> after_backward;
+};
+
+class Trainer {
+ public:
+  // `cfg` and `hyper` are the run's resolved config; hyper.run.steps must be set (the
+  // planned length the schedule decays over).
+  Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainData data, TrainerOptions opt);
+
+  void init_fresh();                        // parameters from training.seed, step 0
+  void resume(const std::string& run_dir);  // everything from the run's checkpoint
+
+  // One optimizer step (or a skipped one if the loss or gradients are not finite).
+  StepRecord train_step();
+  // Main-head cross-entropy over up to max_batches validation batches (0 = the whole split).
+  EvalResult evaluate(int64_t max_batches);
+
+  enum class Stop { kReachedStep, kSignal };
+  // Trains until global step `until` with the cadences of hyper.run; evaluates and saves
+  // at the end (and when stopped by the flag, saves without evaluating).
+  Stop run(int64_t until);
+  void save_checkpoint();
+
+  int64_t step() const { return step_; }
+  model::Model& model() { return *model_; }
+  const AdamW& optimizer() const { return *adamw_; }
+  const data::LoaderState loader_state() const { return loader_->state(); }
+  const MetricsLog& metrics() const { return metrics_; }
+  // The config.json a checkpoint of this run holds (HF keys + training + precision).
+  nlohmann::json run_config_json() const;
+  // Approximate training FLOPs per token (6 × active matmul parameters + attention).
+  double flops_per_token() const;
+
+ private:
+  void log_step(const StepRecord& r, int64_t until);
+  void log_eval(const EvalResult& e);
+  void write_plot();
+  void print_header(int64_t until);
+  void set_mtp_lambda(double lambda);
+
+  model::ModelConfig cfg_;
+  TrainHyper hyper_;
+  TrainData data_;
+  TrainerOptions opt_;
+  std::unique_ptr<model::Model> model_;
+  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<data::WindowLoader> loader_;
+  LrSchedule lr_;
+  StepSwitch lambda_, gamma_;
+  int64_t step_ = 0, tokens_seen_ = 0, bad_in_row_ = 0;
+  int64_t last_eval_step_ = -1, last_save_step_ = -1;
+  double last_lr_ = 0;
+  std::vector<int32_t> batch_;  // [B, T+1]
+  MetricsLog metrics_;
+  std::optional<double> peak_gflops_;
+};
+
+}  // namespace tinyseek::train
