@@ -8,7 +8,7 @@
 #                     CAP_BYTES, so every Debian machine with python3 has a corpus)
 #   CAP_BYTES=N       corpus cap for the default corpus (default 3000000)
 #   STEPS=N           optimizer steps (default: configs/small.json's training.steps)
-#   RECIPE=fp32|bf16|fp8  precision recipe (default: the config's, FP32)
+#   RECIPE=fp32|bf16|fp8  precision recipe (default fp8: the DeepSeek-V3 FP8 recipe)
 #   RUN=DIR           run directory (default runs/demo; an old demo run there is replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +48,7 @@ fi
 
 args=(train --config configs/small.json --data "${inputs[@]}" --out "$RUN")
 [ -n "${STEPS:-}" ] && args+=(--steps "$STEPS")
-[ -n "${RECIPE:-}" ] && args+=(--recipe "$RECIPE")
+args+=(--recipe "${RECIPE:-fp8}")
 "$BIN" "${args[@]}"
 
 echo
