@@ -18,40 +18,16 @@
 #include "tinyseek/bench/peak.h"
 #include "tinyseek/numerics/simd.h"
 
+#include "../common/run_cli.h"
+
 namespace {
 
 using namespace tinyseek::bench;
 using tinyseek::numerics::Granularity;
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Runs `<env> tinyseek <args>` through the shell, capturing stdout, stderr and the status.
-CliRun run_cli(const std::string& args, const std::string& env = "") {
-  static int counter = 0;
-  const std::string base =
-      ::testing::TempDir() + "tinyseek_bench_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  const std::string cmd =
-      env + " '" + TINYSEEK_BINARY + "' " + args + " >'" + base + ".out' 2>'" + base + ".err'";
-  const int raw = std::system(cmd.c_str());
-  CliRun r;
-  r.status = (raw != -1 && WIFEXITED(raw)) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(base + ".out");
-  r.err = slurp(base + ".err");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
-  std::printf("$ %s tinyseek %s -> exit %d, %zu bytes stdout\n", env.c_str(), args.c_str(), r.status, r.out.size());
-  return r;
-}
+using tinyseek::testing::CliRun;
+using tinyseek::testing::run_cli;
+using tinyseek::testing::slurp;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -15,37 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "../common/run_cli.h"
+
 namespace {
 
-struct CliRun {
-  int status = -1;  // exit status, or -1 if the process did not exit normally
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Runs `tinyseek <args>` through the shell with stdout and stderr redirected to files.
-CliRun run_cli(const std::string& args) {
-  static int counter = 0;
-  const std::string base = ::testing::TempDir() + "tinyseek_cli_" + std::to_string(::getpid()) + "_" +
-                           std::to_string(counter++);
-  const std::string cmd = std::string("'") + TINYSEEK_BINARY + "' " + args + " >'" + base + ".out' 2>'" + base + ".err'";
-  const int raw = std::system(cmd.c_str());
-  CliRun r;
-  r.status = (raw != -1 && WIFEXITED(raw)) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(base + ".out");
-  r.err = slurp(base + ".err");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
-  std::printf("$ tinyseek %s -> exit %d, %zu bytes stdout, stderr: %s\n", args.c_str(), r.status, r.out.size(),
-              r.err.empty() ? "(empty)" : r.err.substr(0, r.err.find('\n')).c_str());
-  return r;
-}
+using tinyseek::testing::CliRun;
+using tinyseek::testing::run_cli;
+using tinyseek::testing::slurp;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
