@@ -20,11 +20,13 @@
 #include "tinyseek/model/deepseek.h"
 #include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/precision.h"
+#include "tiny_model.h"
 
 namespace tinyseek::model {
 namespace {
 
 using nlohmann::json;
+using namespace tiny;
 
 // Expects f() to throw a tinyseek::Error whose message + hint contains every fragment.
 template <class F>
@@ -55,8 +57,19 @@ TEST(PrecisionMap, RecipesHaveThePapersSettings) {
   EXPECT_EQ(p.dgrad_dy, gemm::DType::E4M3);
   EXPECT_EQ(p.wgrad_dy, gemm::DType::E4M3);
   EXPECT_EQ(p.wgrad_x, gemm::DType::E4M3);
-  EXPECT_EQ(p.saved_x, gemm::DType::BF16);
+  EXPECT_EQ(p.saved_x, gemm::DType::E4M3);  // cached on the Wgrad grid (changes no bit: activation_cache_test)
   EXPECT_EQ(p.amax_history, 0);
+  EXPECT_EQ(f.swiglu_cache, StoreFormat::kFp8);  // §3.3.3
+  EXPECT_EQ(f.moe_combine, StoreFormat::kBf16);
+  const ActStore sc = swiglu_cache(f, 0, 2);
+  EXPECT_EQ(sc.spec.granularity, numerics::Granularity::Tile1x128);
+  EXPECT_EQ(sc.spec.format, numerics::Fp8Format::E4M3);
+  PrecisionMap fb = f;
+  apply_precision_override(fb, "first_blocks_bf16=1");
+  EXPECT_EQ(swiglu_cache(fb, 0, 2).format, StoreFormat::kBf16);  // a BF16 block caches BF16
+  EXPECT_EQ(swiglu_cache(fb, 1, 2).format, StoreFormat::kFp8);
+  EXPECT_EQ(precision_recipe("bf16").swiglu_cache, StoreFormat::kFp32);
+  EXPECT_EQ(precision_recipe("fp32").moe_combine, StoreFormat::kFp32);
   const ops::LinearPrecision b = linear_precision(precision_recipe("bf16"), LinearClass::kBlock, 0, 2);
   EXPECT_EQ(b.fprop_x, gemm::DType::BF16);
   EXPECT_EQ(b.wgrad_x, gemm::DType::BF16);
@@ -120,6 +133,8 @@ TEST(PrecisionMap, ErrorsNameTheFieldAndTheFix) {
   expect_error([] { precision_from_spec("fp8:promote_every=96"); }, {"promote_every 96", "divisor of 128"});
   expect_error([] { precision_from_spec("fp8:master_weights=bf16"); }, {"master_weights must be fp32"});
   expect_error([] { precision_from_spec("fp8:head=fp8"); }, {"head must be fp32 or bf16"});
+  expect_error([] { precision_from_spec("fp8:moe_combine=fp8"); }, {"moe_combine must be fp32 or bf16"});
+  expect_error([] { precision_from_spec("fp8:swiglu_cache=fp16"); }, {"swiglu_cache", "fp32 | bf16 | fp8"});
   expect_error([] { precision_from_spec("fp8:scaling=delayed:amax_history=0"); }, {"amax_history", "1..4096"});
   expect_error([] { precision_from_spec("fp8:accumulation=tensorcore:accum_bits=30"); }, {"accum_bits", "1..23"});
   expect_error([] { precision_from_json(json{{"recipe", "fp8"}, {"amax_history", 2.5}}); },
@@ -130,42 +145,6 @@ TEST(PrecisionMap, ErrorsNameTheFieldAndTheFix) {
   EXPECT_NO_THROW(precision_from_spec("fp8:promote_every=32"));
   EXPECT_NO_THROW(precision_from_spec("fp8:promote_every=512"));
   EXPECT_NO_THROW(precision_from_spec("bf16:promote_every=96"));  // no FP8 tiles to split
-}
-
-// A small MoE + MTP model whose Linears have in/out both below and above 128 (partial tiles),
-// with the config's default (the paper's) init_std 0.006. Every token uses all 4 experts
-// (K = E): top-K selection is discontinuous, and FP8 noise flips the choice for near-tie
-// tokens (measured with K = 2: one flipped token among an expert's ~20 drops that expert's
-// gradient cosine to 0.90-0.97 whatever the GEMM numerics), which says nothing about the
-// numerics this file tests. With K = E the routing weights stay continuous and every
-// expert sees every token. (With init_std 0.05 the random network is more sensitive: FP8
-// cosines fall to ~0.96 and BF16's to ~0.9999; the ratio of the deficits, ~250, is the
-// ratio of the formats' squared rounding errors, (2^-4 / 2^-8)^2.)
-json tiny_config(const std::string& precision_spec) {
-  json j = {{"vocab_size", 96},
-            {"hidden_size", 160},
-            {"intermediate_size", 192},
-            {"moe_intermediate_size", 64},
-            {"num_hidden_layers", 3},
-            {"num_nextn_predict_layers", 1},
-            {"num_attention_heads", 2},
-            {"n_shared_experts", 1},
-            {"n_routed_experts", 4},
-            {"routed_scaling_factor", 2.5},
-            {"kv_lora_rank", 32},
-            {"q_lora_rank", 48},
-            {"qk_rope_head_dim", 8},
-            {"v_head_dim", 16},
-            {"qk_nope_head_dim", 16},
-            {"num_experts_per_tok", 4},
-            {"first_k_dense_replace", 1},
-            {"norm_topk_prob", true},
-            {"max_position_embeddings", 64},
-            {"rms_norm_eps", 1e-6},
-            {"rope_theta", 10000.0},
-            {"training", {{"mtp_lambda", 0.3}, {"balance_alpha", 0.01}}}};
-  if (!precision_spec.empty()) j["precision"] = precision_to_json(precision_from_spec(precision_spec));
-  return j;
 }
 
 TEST(PrecisionMap, ConfigSectionRoundTripsAndChecksBlockCounts) {
@@ -184,31 +163,9 @@ TEST(PrecisionMap, ConfigSectionRoundTripsAndChecksBlockCounts) {
   std::printf("%s", table.c_str());
   for (const char* frag : {"recipe fp8 with last_blocks_bf16=1", "Fprop", "X e4m3 tile1x128", "W e4m3 block128x128",
                            "dY e4m3 tile128x1", "X e4m3 tile128x1", "online", "promote every 128", "output head",
-                           "bf16 inputs", "router", "activation cache bf16", "optimizer moments bf16", "last 1"})
+                           "bf16 inputs", "router", "activation cache fp8", "SwiGLU inputs fp8 (output recomputed)",
+                           "MoE combine bf16", "optimizer moments bf16", "last 1"})
     EXPECT_NE(table.find(frag), std::string::npos) << "table lacks '" << frag << "'";
-}
-
-// Parameters: init, then norms 1 + N(0, 0.1²) and router biases N(0, 0.1²) as in reference_test.
-void prepare(Model& m, uint64_t seed) {
-  m.init(seed);
-  Registry& r = m.registry();
-  const Philox rng(seed ^ 0x5eedull, 991);
-  uint64_t counter = 0;
-  for (size_t i = 0; i < r.size(); ++i) {
-    const TensorInfo& t = r.info(int(i));
-    if (t.role != Role::kNorm && t.role != Role::kRouterBias) continue;
-    float* p = r.param(int(i));
-    for (size_t j = 0; j < t.numel; ++j)
-      p[j] = (t.role == Role::kNorm ? 1.0f : 0.0f) + static_cast<float>(0.1 * rng.normal(counter++));
-  }
-  r.params_changed();
-}
-
-std::vector<ops::Index> tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  const Philox rng(seed, 17);
-  std::vector<ops::Index> t(size_t(B * (T + 1)));
-  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<ops::Index>(rng.uniform(i) * static_cast<float>(V));
-  return t;
 }
 
 constexpr int64_t kB = 2, kT = 24;

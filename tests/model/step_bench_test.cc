@@ -86,7 +86,7 @@ TEST(StepBench, TinyRunPerPolicy) {
   }
   StepBenchOptions bad;
   bad.config_path = config_path("mtp2");
-  bad.recipe = "fp8";
+  bad.recipe = "fp7";  // not a recipe
   EXPECT_THROW(run_step_bench(bad), Error);
 }
 

@@ -6,16 +6,17 @@ namespace tinyseek::model {
 
 Block::Block(const Registry& r, const BlockIds& ids)
     : ids_(ids), D_(r.config().hidden_size), eps_(r.config().rms_norm_eps), attn_(r, ids.attn) {
+  const ActStore cache = swiglu_cache(r.config().precision, ids.layer, r.config().num_hidden_layers);
   if (ids.is_moe)
-    moe_.emplace(r, ids.moe);
+    moe_.emplace(r, ids.moe, cache);
   else
-    dense_.emplace(r, ids.dense);
+    dense_.emplace(r, ids.dense, cache);
 }
 
 float* Block::norm(const Registry& r, const ActContext& ctx, Act& act, Act& rstd_act, ActKey key, ActKey rstd_key,
-                   const float* x, int weight) {
+                   const float* x, int weight, bool dropped) {
   const int64_t N = B_ * T_;
-  float* y = act.place(static_cast<size_t>(N * D_), ctx.keep.normed, ctx.arena, key);
+  float* y = act.place(static_cast<size_t>(N * D_), ctx.keep.normed && !dropped, ctx.arena, key);
   float* rstd = rstd_act.place(static_cast<size_t>(N), ctx.keep.normed, ctx.arena, rstd_key);
   ops::rmsnorm_forward(y, rstd, x, r.param(weight), N, D_, eps_);
   return y;
@@ -26,15 +27,20 @@ double Block::forward(const Registry& r, const ActContext& ctx, float* out, cons
   B_ = B;
   T_ = T;
   const size_t nd = static_cast<size_t>(B * T * D_);
-  const float* h1 = norm(r, ctx, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm);
+  // A norm output the policy drops is recomputed in backward, so only a kept one can go
+  // instead to its Linears' own copies.
+  h1_dropped_ = ctx.keep.normed && attn_.can_drop_input(ctx.keep);
+  h2_dropped_ = ctx.keep.normed && dense_ && dense_->can_drop_input();
+  const float* h1 = norm(r, ctx, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm, h1_dropped_);
   float* mid = mid_.place(nd, ctx.keep.other, ctx.arena, ActKey::kMid);
   copy_floats(mid, x, nd);
-  attn_.forward(r, ctx, mid, h1, B, T, rope);  // mid = x + attention
+  attn_.forward(r, ctx, mid, h1, B, T, rope, h1_dropped_);  // mid = x + attention
 
-  const float* h2 = norm(r, ctx, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid, ids_.post_attention_layernorm);
+  const float* h2 =
+      norm(r, ctx, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid, ids_.post_attention_layernorm, h2_dropped_);
   copy_floats(out, mid, nd);
   if (moe_) return moe_->forward(r, ctx, out, h2, B, T);  // out = mid + MoE
-  dense_->forward(r, ctx, out, h2, B * T);                 // out = mid + FFN
+  dense_->forward(r, ctx, out, h2, B * T, h2_dropped_);    // out = mid + FFN
   return 0.0;
 }
 
@@ -44,31 +50,36 @@ void Block::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d
   const size_t nd = static_cast<size_t>(N * D_);
   ActContext c = ctx;
   if (!ctx.keep.other) {
-    // full: nothing of this block survived the later layers; re-run its forward from x.
-    forward(r, ctx, ctx.arena.get(ActKey::kBlockOut, nd), x, B_, T_, rope);
+    // full: nothing of this block survived the later layers; re-run its forward from x
+    // (a repeat: the Linears record no amaxes and no telemetry again).
+    ActContext again = ctx;
+    again.repeat = true;
+    forward(r, again, ctx.arena.get(ActKey::kBlockOut, nd), x, B_, T_, rope);
     c.fresh = true;
   }
   const bool renorm = !c.fresh && !ctx.keep.normed;  // selective: norm outputs were dropped
   // FFN branch: d (= ∂L/∂out) reaches mid directly and through norm_post ∘ FFN.
   if (renorm) norm(r, c, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid_.data(), ids_.post_attention_layernorm);
   float* d_h2 = ws.zeroed(Slot::kDNormOut, nd);
+  const float* h2 = h2_dropped_ ? nullptr : h2_.data();
   if (moe_)
-    moe_->backward(r, ws, c, d_h2, d, h2_.data(), balance_coef);
+    moe_->backward(r, ws, c, d_h2, d, h2, balance_coef);
   else
-    dense_->backward(r, ws, c, d_h2, d, h2_.data());
+    dense_->backward(r, ws, c, d_h2, d, h2);
   ops::rmsnorm_backward(d, r.grad(ids_.post_attention_layernorm), d_h2, mid_.data(),
                         r.param(ids_.post_attention_layernorm), rstd2_.data(), N, D_);
   // d is now ∂L/∂mid; attention branch likewise.
   if (renorm) norm(r, c, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm);
   float* d_h1 = ws.zeroed(Slot::kDNormOut, nd);
-  attn_.backward(r, ws, c, d_h1, d, h1_.data(), rope);
+  attn_.backward(r, ws, c, d_h1, d, h1_dropped_ ? nullptr : h1_.data(), rope);
   ops::rmsnorm_backward(d, r.grad(ids_.input_layernorm), d_h1, x, r.param(ids_.input_layernorm), rstd1_.data(), N,
                         D_);
 }
 
-int64_t Block::saved_floats() const {
-  return h1_.saved_floats() + rstd1_.saved_floats() + mid_.saved_floats() + h2_.saved_floats() +
-         rstd2_.saved_floats() + attn_.saved_floats() + (moe_ ? moe_->saved_floats() : dense_->saved_floats());
+int64_t Block::saved_bytes() const {
+  return static_cast<int64_t>(sizeof(float)) * (h1_.saved_floats() + rstd1_.saved_floats() + mid_.saved_floats() +
+                                                h2_.saved_floats() + rstd2_.saved_floats()) +
+         attn_.saved_bytes() + (moe_ ? moe_->saved_bytes() : dense_->saved_bytes());
 }
 
 }  // namespace tinyseek::model

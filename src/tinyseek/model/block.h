@@ -35,7 +35,7 @@ class Block {
   int64_t layer() const { return ids_.layer; }
   bool is_moe() const { return moe_.has_value(); }
   const Moe* moe() const { return moe_ ? &*moe_ : nullptr; }
-  int64_t saved_floats() const;
+  int64_t saved_bytes() const;
 
  private:
   BlockIds ids_;
@@ -48,7 +48,12 @@ class Block {
   // RMSNorm(x; w) into act / rstd_act (placed per ctx): the norm outputs that selective
   // recomputation drops.
   float* norm(const Registry& r, const ActContext& ctx, Act& act, Act& rstd_act, ActKey key, ActKey rstd_key,
-              const float* x, int weight);
+              const float* x, int weight, bool dropped = false);
+  // The norm outputs are read in backward only as Linear inputs (RMSNorm backward reads its
+  // input and rstd): h1 by q_a/q_proj and kv_a, h2 by the dense FFN's gate and up, or by
+  // MoE's router (FP32), shared experts and expert gather. Under `none` each goes when all
+  // its Linears keep their own BF16/FP8 copies (h2 of a MoE layer never: the router).
+  bool h1_dropped_ = false, h2_dropped_ = false;
   Act h1_, rstd1_;   // input_layernorm output [N, D], rstd [N]             normed
   Act mid_;          // x + attention [N, D]                                 other
   Act h2_, rstd2_;   // post_attention_layernorm output [N, D], rstd [N]    normed

@@ -146,11 +146,17 @@ const int32_t* Model::load_counts(int64_t layer) const {
   return b->moe()->load();
 }
 
-int64_t Model::saved_activation_floats() const {
-  int64_t n = 0;
-  for (const Block& b : blocks_) n += b.saved_floats();
-  for (const MtpModule& m : mtp_) n += m.block().saved_floats() + m.saved_floats();
-  for (const auto& r : resid_) n += static_cast<int64_t>(r.size());
+int64_t Model::head_bytes() const {
+  int64_t n = static_cast<int64_t>((head_normed_.size() + head_rstd_.size() + head_lse_.size()) * sizeof(float));
+  for (const auto& l : logits_) n += static_cast<int64_t>(l.size() * sizeof(float));
+  return n;
+}
+
+int64_t Model::saved_activation_bytes() const {
+  int64_t n = linear_cache_bytes(reg_);
+  for (const Block& b : blocks_) n += b.saved_bytes();
+  for (const MtpModule& m : mtp_) n += m.block().saved_bytes() + m.saved_bytes();
+  for (const auto& r : resid_) n += static_cast<int64_t>(r.size() * sizeof(float));
   return n;
 }
 

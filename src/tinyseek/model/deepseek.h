@@ -55,12 +55,22 @@ class Model {
   std::vector<int64_t> moe_layers() const;
   const int32_t* load_counts(int64_t layer) const;
 
-  // Floats held as saved activations for backward by the last forward (for logs and tests):
-  // the residual stream, every layer's kept intermediates and routing state.
-  int64_t saved_activation_floats() const;
-  // Floats of the shared transient buffers (one layer's worth of the dropped intermediates;
-  // activations.h). The memory a policy needs is about saved + transient.
-  int64_t transient_activation_floats() const { return arena_.floats(); }
+  // Bytes held as saved activations for backward by the last forward (for logs and tests):
+  // the residual stream, every layer's kept intermediates (FP32, and the BF16/FP8 SwiGLU
+  // inputs) and routing state, and every Linear's own BF16/FP8 copy of its input
+  // (linear_cache_bytes: shown separately by saved_linear_cache_bytes()).
+  int64_t saved_activation_bytes() const;
+  int64_t saved_linear_cache_bytes() const { return linear_cache_bytes(reg_); }
+  // saved_activation_bytes() in FP32-float units (rounded up), for logs written in floats.
+  int64_t saved_activation_floats() const { return (saved_activation_bytes() + 3) / 4; }
+  // Bytes and floats of the shared transient buffers (one layer's worth of the dropped
+  // intermediates; activations.h). The memory a policy needs is about saved + transient.
+  int64_t transient_activation_bytes() const { return arena_.bytes(); }
+  int64_t transient_activation_floats() const { return (arena_.bytes() + 3) / 4; }
+  // Bytes of the shared gradient temporaries (linear_site.h Workspace) and of the output
+  // head's buffers (logits [N, V] and the norm temporaries).
+  int64_t workspace_bytes() const { return ws_.bytes(); }
+  int64_t head_bytes() const;
 
  private:
   Losses run(const ops::Index* tokens, int64_t B, int64_t T, bool backward);

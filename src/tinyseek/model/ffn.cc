@@ -8,11 +8,12 @@ Swiglu::Swiglu(const Registry& r, const FfnIds& ids)
     : gate(r, ids.gate_proj), up(r, ids.up_proj), down(r, ids.down_proj) {}
 
 void Swiglu::forward(const Registry& r, float* y, bool accumulate, const float* x, float* g, float* u, float* a,
-                     int64_t n) const {
-  gate.forward(r, g, x, n);
-  up.forward(r, u, x, n);
+                     int64_t n, const SwigluCall& call) const {
+  const LinearCall in{.x_dropped = call.x_dropped, .repeat = call.repeat};
+  gate.forward(r, g, x, n, in);
+  up.forward(r, u, x, n, in);
   ops::swiglu_forward(a, g, u, n * width());
-  down.forward(r, y, a, n, accumulate);
+  down.forward(r, y, a, n, {.accumulate = accumulate, .x_dropped = call.a_dropped, .repeat = call.repeat});
 }
 
 void Swiglu::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, const float* g,
@@ -30,21 +31,65 @@ void Swiglu::backward(Registry& r, float* da, float* dg, float* du, float* dx, c
   up.backward(r, dx, du, x, n);
 }
 
-void DenseFfn::forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t N) {
+// ---- SwigluActs
+
+void SwigluActs::place(const ActContext& ctx, const ActStore& cache, bool down_can_drop, int64_t rows,
+                       int64_t width) {
+  cache_ = cache;
+  rows_ = rows;
+  width_ = width;
+  const size_t n = static_cast<size_t>(rows * width);
+  const bool exact = cache.format == StoreFormat::kFp32;
+  // Rounded g, u live in the LowActs; their FP32 values are needed only within forward.
+  g_.place(n, exact && ctx.keep.other, ctx.arena, kg_);
+  u_.place(n, exact && ctx.keep.other, ctx.arena, ku_);
+  // a is needed by down's Wgrad only (SwiGLU backward reads g and u): under `none` it goes
+  // when every down keeps its own copy. Rounded g, u: backward recomputes it (never kept).
+  a_dropped_ = exact && ctx.keep.swiglu && down_can_drop;
+  a_.place(n, exact && ctx.keep.swiglu && !a_dropped_, ctx.arena, ka_);
+}
+
+void SwigluActs::after_forward(const ActContext& ctx) {
+  if (cache_.format == StoreFormat::kFp32) return;
+  gq_.store(g_.data(), rows_, width_, cache_, ctx.keep.other, ctx.arena, kg_);
+  uq_.store(u_.data(), rows_, width_, cache_, ctx.keep.other, ctx.arena, ku_);
+}
+
+void SwigluActs::before_backward(const ActContext& ctx) {
+  const size_t n = static_cast<size_t>(rows_ * width_);
+  if (cache_.format != StoreFormat::kFp32) {
+    // Always from the rounded values, also right after a `full` re-run (whose FP32 g, u are
+    // still in the arena): the same bits under every policy.
+    gq_.load(g_.place(n, false, ctx.arena, kg_));
+    uq_.load(u_.place(n, false, ctx.arena, ku_));
+    ops::swiglu_forward(a_.place(n, false, ctx.arena, ka_), g_.data(), u_.data(), rows_ * width_);
+    return;
+  }
+  // Exact g, u: the same kernel on the same inputs gives the bits forward had.
+  if (!ctx.fresh && !ctx.keep.swiglu)
+    ops::swiglu_forward(a_.place(n, false, ctx.arena, ka_), g_.data(), u_.data(), rows_ * width_);
+}
+
+int64_t SwigluActs::saved_bytes() const {
+  return static_cast<int64_t>(sizeof(float)) * (g_.saved_floats() + u_.saved_floats() + a_.saved_floats()) +
+         gq_.saved_bytes() + uq_.saved_bytes();
+}
+
+// ---- DenseFfn
+
+void DenseFfn::forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t N,
+                       bool x_dropped) {
   N_ = N;
-  const size_t nw = static_cast<size_t>(N * ffn_.width());
-  float* g = g_.place(nw, ctx.keep.other, ctx.arena, ActKey::kFfnG);
-  float* u = u_.place(nw, ctx.keep.other, ctx.arena, ActKey::kFfnU);
-  float* a = a_.place(nw, ctx.keep.swiglu, ctx.arena, ActKey::kFfnA);
-  ffn_.forward(r, y, /*accumulate=*/true, x, g, u, a, N);
+  acts_.place(ctx, cache_, ffn_.can_drop_act(), N, ffn_.width());
+  ffn_.forward(r, y, /*accumulate=*/true, x, acts_.g(), acts_.u(), acts_.a(), N,
+               {.x_dropped = x_dropped, .a_dropped = acts_.a_dropped(), .repeat = ctx.repeat});
+  acts_.after_forward(ctx);
 }
 
 void DenseFfn::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy,
                         const float* x) {
-  const size_t nw = static_cast<size_t>(N_ * ffn_.width());
-  if (!ctx.fresh && !ctx.keep.swiglu)
-    ops::swiglu_forward(a_.place(nw, false, ctx.arena, ActKey::kFfnA), g_.data(), u_.data(), N_ * ffn_.width());
-  ffn_.backward(r, ws, dx, dy, x, g_.data(), u_.data(), a_.data(), N_);
+  acts_.before_backward(ctx);
+  ffn_.backward(r, ws, dx, dy, x, acts_.g(), acts_.u(), acts_.a_for_backward(), N_);
 }
 
 }  // namespace tinyseek::model

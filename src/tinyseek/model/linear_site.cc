@@ -52,12 +52,58 @@ LinearSite::LinearSite(const Registry& r, int weight_id) : weight(weight_id) {
   state = r.linear_state(weight_id);
 }
 
-void LinearSite::forward(const Registry& r, float* y, const float* x, int64_t n, bool accumulate) const {
-  ops::linear_forward(y, x, r.param(weight), r.params_version(), n, in, out, accumulate, precision, *state);
+ops::LinearPrecision LinearSite::call_precision(bool x_dropped) const {
+  ops::LinearPrecision p = precision;
+  if (!x_dropped && p.saved_x == p.wgrad_x) p.saved_x = gemm::DType::F32;  // the copy would change no bit
+  return p;
+}
+
+namespace {
+
+// Switches amax recording and telemetry off for one recomputed forward, and back to what
+// they were (record_amax may already be off around an evaluation).
+class RepeatGuard {
+ public:
+  RepeatGuard(ops::LinearState& s, bool active)
+      : s_(s), active_(active), record_(s.record_amax), telemetry_(s.telemetry_enabled) {
+    if (!active_) return;
+    s_.record_amax = false;
+    s_.telemetry_enabled = false;
+  }
+  ~RepeatGuard() {
+    if (!active_) return;
+    s_.record_amax = record_;
+    s_.telemetry_enabled = telemetry_;
+  }
+  RepeatGuard(const RepeatGuard&) = delete;
+  RepeatGuard& operator=(const RepeatGuard&) = delete;
+
+ private:
+  ops::LinearState& s_;
+  bool active_, record_, telemetry_;
+};
+
+}  // namespace
+
+void LinearSite::forward(const Registry& r, float* y, const float* x, int64_t n, const LinearCall& call) const {
+  TS_ASSERT(!call.x_dropped || can_drop_input());
+  const RepeatGuard guard(*state, call.repeat);
+  ops::linear_forward(y, x, r.param(weight), r.params_version(), n, in, out, call.accumulate,
+                      call_precision(call.x_dropped), *state);
 }
 
 void LinearSite::backward(Registry& r, float* dx, const float* dy, const float* x, int64_t n) const {
-  ops::linear_backward(dx, r.grad(weight), dy, x, r.param(weight), r.params_version(), n, in, out, precision, *state);
+  ops::linear_backward(dx, r.grad(weight), dy, x, r.param(weight), r.params_version(), n, in, out,
+                       call_precision(x == nullptr), *state);
+}
+
+int64_t linear_cache_bytes(const Registry& r) {
+  int64_t bytes = 0;
+  for (size_t id = 0; id < r.size(); ++id)
+    if (auto s = r.find_linear_state(static_cast<int>(id)))
+      bytes += static_cast<int64_t>(s->x_bf16.size() * sizeof(uint16_t) + s->x_q.codes.size() +
+                                    s->x_q.scales.size() * sizeof(float));
+  return bytes;
 }
 
 // ---- Trainer API
@@ -134,7 +180,12 @@ nlohmann::json linear_telemetry_json(const std::vector<LinearTelemetryRecord>& r
 }
 
 void set_linear_amax_recording(const Registry& r, bool enabled) {
-  for_each_state(r, [&](int, ops::LinearState& s) { s.record_amax = enabled; });
+  for_each_state(r, [&](int, ops::LinearState& s) {
+    // A weight copy made while recording was off (an evaluation right after an update) left
+    // no amax for its step: drop it, so the next training forward rebuilds it and records.
+    if (enabled && !s.record_amax) s.fprop_version = s.dgrad_version = ops::LinearState::kNoVersion;
+    s.record_amax = enabled;
+  });
 }
 
 nlohmann::json linear_scaling_state(const Registry& r) {

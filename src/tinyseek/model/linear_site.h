@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,10 +29,29 @@
 
 namespace tinyseek::model {
 
+// How one forward call of a Linear treats its input (LinearSite::forward).
+struct LinearCall {
+  bool accumulate = false;  // y += x Wᵀ instead of y = x Wᵀ
+  // The module drops x after this call and passes null to backward: the Linear keeps its
+  // own BF16/FP8 copy for Wgrad (allowed only when LinearSite::can_drop_input()).
+  bool x_dropped = false;
+  // Recomputation in backward of a forward already done for this batch: the same bits,
+  // but no amax recorded and no telemetry counted (they were, by the first forward).
+  bool repeat = false;
+};
+
+// The Linear's activation cache (ops/linear.h, precision.h activation_cache) under the
+// module's choice:
+//   x dropped  the Linear keeps its BF16/FP8 copy of x; the module keeps nothing.
+//   x kept     the module keeps x in FP32 anyway (or recomputes it to the same bits) and
+//              passes it to backward. The Linear then keeps no copy when the copy's format
+//              is the Wgrad operand's (Wgrad rounds the same FP32 x the same way in backward:
+//              no bit changes), and keeps one when it is not (bf16 cache with an FP8 or FP32
+//              Wgrad: the copy decides the numerics, which must not depend on the policy).
 struct LinearSite {
   int weight = -1;            // registry id of W [out, in]
   int64_t in = 0, out = 0;
-  ops::LinearPrecision precision;
+  ops::LinearPrecision precision;  // as the precision map resolves it
   std::shared_ptr<ops::LinearState> state;  // the registry's state of `weight`
 
   LinearSite() = default;
@@ -40,13 +60,27 @@ struct LinearSite {
   LinearSite(const Registry& r, int weight_id);
 
   //   y [n, out] (= or +=)   x [n, in]
-  void forward(const Registry& r, float* y, const float* x, int64_t n, bool accumulate = false) const;
+  void forward(const Registry& r, float* y, const float* x, int64_t n, const LinearCall& call = {}) const;
   // dx [n, in] += dy W (skipped if dx is null);  dW += dyᵀ x (into r.grad(weight)).
-  // x may be null when caches_input() (the Linear kept its own BF16/FP8 copy).
+  // x null: forward ran with x_dropped (the Linear's own copy serves Wgrad); else the x
+  // forward saw.
   void backward(Registry& r, float* dx, const float* dy, const float* x, int64_t n) const;
-  // Whether forward keeps its own copy of x for Wgrad (activation cache BF16/FP8).
-  bool caches_input() const { return precision.saved_x != gemm::DType::F32; }
+  // Whether the module may drop x: the Linear can keep its own BF16/FP8 copy, and telemetry
+  // is off (telemetry compares Wgrad against the FP32 x, so it needs x).
+  bool can_drop_input() const { return precision.saved_x != gemm::DType::F32 && !state->telemetry_enabled; }
+  // The precision one call runs with (the rule above).
+  ops::LinearPrecision call_precision(bool x_dropped) const;
 };
+
+// Whether every Linear reading one input can keep its own copy (so the module may drop it).
+inline bool all_can_drop_input(std::initializer_list<const LinearSite*> sites) {
+  for (const LinearSite* s : sites)
+    if (!s->can_drop_input()) return false;
+  return true;
+}
+
+// Bytes of every Linear's activation cache (BF16 / FP8 copies of inputs kept for Wgrad).
+int64_t linear_cache_bytes(const Registry& r);
 
 // ---- Trainer API over every Linear of a model (all take the model's registry).
 
@@ -110,9 +144,30 @@ class Workspace {
   }
   // n floats of slot s, contents unspecified.
   float* raw(Slot s, size_t n) {
-    AlignedBuffer<float>& b = buffers_[static_cast<size_t>(s)];
+    AlignedBuffer<float>& b = buffers_[storage(s)];
     if (b.size() < n) b.resize(n);
     return b.data();
+  }
+  // Slots never live at the same time share one buffer: MLA backward runs after the FFN's
+  // (Block::backward) and the MTP module's own gradients after its block's, so their slots
+  // reuse the FFN/MoE slots, each on a different one.
+  static size_t storage(Slot s) {
+    switch (s) {
+      case Slot::kDAttnO: case Slot::kDMtpConcat: return static_cast<size_t>(Slot::kDExpertOut);
+      case Slot::kDQ: case Slot::kDMtpPart: return static_cast<size_t>(Slot::kDExpertIn);
+      case Slot::kDKv: case Slot::kDMtpNormIn: return static_cast<size_t>(Slot::kDAct);
+      case Slot::kDKvA: return static_cast<size_t>(Slot::kDGate);
+      case Slot::kDCkv: return static_cast<size_t>(Slot::kDUp);
+      case Slot::kDKpe: return static_cast<size_t>(Slot::kDGates);
+      case Slot::kDCq: return static_cast<size_t>(Slot::kDScores);
+      case Slot::kDCqRaw: return static_cast<size_t>(Slot::kDRouterLogits);
+      default: return static_cast<size_t>(s);
+    }
+  }
+  int64_t bytes() const {
+    int64_t n = 0;
+    for (const auto& b : buffers_) n += static_cast<int64_t>(b.size() * sizeof(float));
+    return n;
   }
 
  private:

@@ -1,5 +1,6 @@
 #include "tinyseek/model/mla.h"
 
+#include "tinyseek/base/check.h"
 #include "tinyseek/ops/attention.h"
 #include "tinyseek/ops/rmsnorm.h"
 
@@ -26,17 +27,22 @@ Mla::Mla(const Registry& r, const MlaIds& ids) : ids_(ids) {
   o_proj_ = LinearSite(r, ids.o_proj);
 }
 
+bool Mla::can_drop_input(const KeepPolicy& k) const {
+  if (!k.normed || !k.upproj) return false;  // backward recomputes q (from x when dq = 0)
+  return dq_ > 0 ? all_can_drop_input({&q_a_proj_, &kv_a_proj_}) : all_can_drop_input({&q_proj_, &kv_a_proj_});
+}
+
 void Mla::query(const Registry& r, const ActContext& ctx, const float* x, const ops::RopeTable<float>& rope) {
   const int64_t N = B_ * T_, dqk = dn_ + dr_;
   const KeepPolicy& k = ctx.keep;
   float* q = q_.place(static_cast<size_t>(N * H_ * dqk), k.upproj, ctx.arena, ActKey::kQ);
   if (dq_ > 0) {
-    float* cq = cq_.place(static_cast<size_t>(N * dq_), k.normed, ctx.arena, ActKey::kCq);
+    float* cq = cq_.place(static_cast<size_t>(N * dq_), k.normed && !cq_dropped_, ctx.arena, ActKey::kCq);
     float* rstd = rstd_q_.place(static_cast<size_t>(N), k.normed, ctx.arena, ActKey::kRstdQ);
     ops::rmsnorm_forward(cq, rstd, cq_raw_.data(), r.param(ids_.q_a_layernorm), N, dq_, eps_);
-    q_b_proj_.forward(r, q, cq, N);
+    q_b_proj_.forward(r, q, cq, N, {.x_dropped = cq_dropped_, .repeat = ctx.repeat});
   } else {
-    q_proj_.forward(r, q, x, N);
+    q_proj_.forward(r, q, x, N, {.x_dropped = x_dropped_, .repeat = ctx.repeat});
   }
   // RoPE in place on the rope part of every head: attention consumes the rotated q, and
   // backward only needs the inverse rotation (the table), not the unrotated values.
@@ -46,25 +52,33 @@ void Mla::query(const Registry& r, const ActContext& ctx, const float* x, const 
 void Mla::key_value(const Registry& r, const ActContext& ctx) {
   const int64_t N = B_ * T_, dkva = dc_ + dr_;
   const KeepPolicy& k = ctx.keep;
-  float* ckv = ckv_.place(static_cast<size_t>(N * dc_), k.normed, ctx.arena, ActKey::kCkv);
+  float* ckv = ckv_.place(static_cast<size_t>(N * dc_), k.normed && !ckv_dropped_, ctx.arena, ActKey::kCkv);
   float* rstd = rstd_kv_.place(static_cast<size_t>(N), k.normed, ctx.arena, ActKey::kRstdKv);
   ops::rmsnorm_forward(ckv, rstd, kv_a_out_.data(), r.param(ids_.kv_a_layernorm), N, dc_, eps_, dkva);
   float* kv = kv_.place(static_cast<size_t>(N * H_ * (dn_ + dv_)), k.upproj, ctx.arena, ActKey::kKv);
-  kv_b_proj_.forward(r, kv, ckv, N);
+  kv_b_proj_.forward(r, kv, ckv, N, {.x_dropped = ckv_dropped_, .repeat = ctx.repeat});
 }
 
 void Mla::forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t B, int64_t T,
-                  const ops::RopeTable<float>& rope) {
+                  const ops::RopeTable<float>& rope, bool x_dropped) {
   B_ = B;
   T_ = T;
   const int64_t N = B * T, dkva = dc_ + dr_;
   const auto n = [&](int64_t w) { return static_cast<size_t>(N * w); };
   const KeepPolicy& k = ctx.keep;
-  if (dq_ > 0) q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, ctx.arena, ActKey::kCqRaw), x, N);
+  TS_ASSERT(!x_dropped || can_drop_input(k));
+  x_dropped_ = x_dropped;
+  // c_q / c_kv are needed in backward only by q_b / kv_b Wgrad and, when the policy drops
+  // q / kv, by their recompute.
+  const bool keeps_up = k.normed && k.upproj;
+  cq_dropped_ = dq_ > 0 && keeps_up && q_b_proj_.can_drop_input();
+  ckv_dropped_ = keeps_up && kv_b_proj_.can_drop_input();
+  const LinearCall xin{.x_dropped = x_dropped, .repeat = ctx.repeat};
+  if (dq_ > 0) q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, ctx.arena, ActKey::kCqRaw), x, N, xin);
   query(r, ctx, x, rope);
 
   float* kv_a = kv_a_out_.place(n(dkva), k.other, ctx.arena, ActKey::kKvA);
-  kv_a_proj_.forward(r, kv_a, x, N);
+  kv_a_proj_.forward(r, kv_a, x, N, xin);
   float* k_pe = k_pe_.place(n(dr_), k.other, ctx.arena, ActKey::kKpe);
   ops::rope_forward(k_pe, kv_a + dc_, rope, N, 1, T, 0, dr_, dkva);
   key_value(r, ctx);
@@ -72,7 +86,8 @@ void Mla::forward(const Registry& r, const ActContext& ctx, float* y, const floa
   float* o = o_out_.place(n(H_ * dv_), k.other, ctx.arena, ActKey::kO);
   float* lse = lse_.place(n(H_), k.other, ctx.arena, ActKey::kLse);
   ops::attention_forward(o, lse, q_.data(), kv_.data(), k_pe, B, T, H_, dn_, dr_, dv_);
-  o_proj_.forward(r, y, o, N, /*accumulate=*/true);
+  // o is kept for attention backward, so o_proj never needs a copy of its own.
+  o_proj_.forward(r, y, o, N, {.accumulate = true, .repeat = ctx.repeat});
 }
 
 void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
@@ -81,9 +96,14 @@ void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   const auto n = [&](int64_t w) { return static_cast<size_t>(N * w); };
   // Selective recomputation: the same kernels on the same saved inputs give the same bits.
   if (!ctx.fresh && !(ctx.keep.normed && ctx.keep.upproj)) {
-    query(r, ctx, x, rope);
-    key_value(r, ctx);
+    ActContext again = ctx;
+    again.repeat = true;
+    query(r, again, x, rope);
+    key_value(r, again);
   }
+  const float* cq = cq_dropped_ ? nullptr : cq_.data();
+  const float* ckv = ckv_dropped_ ? nullptr : ckv_.data();
+  const float* xin = x_dropped_ ? nullptr : x;
 
   float* d_o = ws.zeroed(Slot::kDAttnO, n(H_ * dv_));
   o_proj_.backward(r, d_o, dy, o_out_.data(), N);
@@ -100,27 +120,27 @@ void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   ops::rope_backward(d_kva + dc_, dk_pe, rope, N, 1, T_, 0, dkva, dr_);
 
   float* d_ckv = ws.zeroed(Slot::kDCkv, n(dc_));
-  kv_b_proj_.backward(r, d_ckv, dkv, ckv_.data(), N);
+  kv_b_proj_.backward(r, d_ckv, dkv, ckv, N);
   ops::rmsnorm_backward(d_kva, r.grad(ids_.kv_a_layernorm), d_ckv, kv_a_out_.data(), r.param(ids_.kv_a_layernorm),
                         rstd_kv_.data(), N, dc_, dkva);
-  kv_a_proj_.backward(r, dx, d_kva, x, N);
+  kv_a_proj_.backward(r, dx, d_kva, xin, N);
 
   if (dq_ > 0) {
     float* d_cq = ws.zeroed(Slot::kDCq, n(dq_));
-    q_b_proj_.backward(r, d_cq, dq, cq_.data(), N);
+    q_b_proj_.backward(r, d_cq, dq, cq, N);
     float* d_cq_raw = ws.zeroed(Slot::kDCqRaw, n(dq_));
     ops::rmsnorm_backward(d_cq_raw, r.grad(ids_.q_a_layernorm), d_cq, cq_raw_.data(), r.param(ids_.q_a_layernorm),
                           rstd_q_.data(), N, dq_);
-    q_a_proj_.backward(r, dx, d_cq_raw, x, N);
+    q_a_proj_.backward(r, dx, d_cq_raw, xin, N);
   } else {
-    q_proj_.backward(r, dx, dq, x, N);
+    q_proj_.backward(r, dx, dq, xin, N);
   }
 }
 
-int64_t Mla::saved_floats() const {
-  return cq_raw_.saved_floats() + cq_.saved_floats() + rstd_q_.saved_floats() + q_.saved_floats() +
+int64_t Mla::saved_bytes() const {
+  return static_cast<int64_t>(sizeof(float)) * (cq_raw_.saved_floats() + cq_.saved_floats() + rstd_q_.saved_floats() + q_.saved_floats() +
          kv_a_out_.saved_floats() + ckv_.saved_floats() + rstd_kv_.saved_floats() + k_pe_.saved_floats() +
-         kv_.saved_floats() + o_out_.saved_floats() + lse_.saved_floats();
+         kv_.saved_floats() + o_out_.saved_floats() + lse_.saved_floats());
 }
 
 }  // namespace tinyseek::model

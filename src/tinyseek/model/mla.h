@@ -21,16 +21,23 @@ class Mla {
  public:
   Mla(const Registry& r, const MlaIds& ids);
 
+  // Whether the caller may drop x after a forward under policy k: every Linear reading x
+  // (q_a_proj or q_proj, kv_a_proj) can keep its own BF16/FP8 copy, and backward will not
+  // recompute the query from x (k keeps q and the latent norms).
+  bool can_drop_input(const KeepPolicy& k) const;
   // y [N, D] += MLA(x); x [N, D] is the normalised block input, N = B·T (T = this block's
   // sequence length: positions 0..T-1 for RoPE). Keeps what backward needs per ctx.keep.
+  // x_dropped: the caller drops x after forward (needs can_drop_input(); only where
+  // backward would not recompute the query from it, i.e. when the policy keeps q).
   void forward(const Registry& r, const ActContext& ctx, float* y, const float* x, int64_t B, int64_t T,
-               const ops::RopeTable<float>& rope);
-  // dx [N, D] += ∂L/∂x given dy = ∂L/∂y [N, D]; x as in forward. Weight gradients accumulate.
-  // Recomputes the dropped latent norms and up-projections first (unless ctx.fresh).
+               const ops::RopeTable<float>& rope, bool x_dropped);
+  // dx [N, D] += ∂L/∂x given dy = ∂L/∂y [N, D]; x as in forward, null when dropped. Weight
+  // gradients accumulate. Recomputes the dropped latent norms and up-projections first
+  // (unless ctx.fresh).
   void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
                 const ops::RopeTable<float>& rope);
 
-  int64_t saved_floats() const;  // memory held for backward (for logs)
+  int64_t saved_bytes() const;  // memory held for backward (for logs)
 
  private:
   // c_q = RMSNorm(c_q_raw), q = q_b_proj(c_q) (or q_proj(x)) with RoPE: the query side.
@@ -43,7 +50,15 @@ class Mla {
   double eps_;
   LinearSite q_a_proj_, q_b_proj_, q_proj_, kv_a_proj_, kv_b_proj_, o_proj_;
   int64_t B_ = 0, T_ = 0;
+  // What the last forward dropped because its Linear keeps a BF16/FP8 copy instead
+  // (LinearSite::can_drop_input): the block input x (q_a/q_proj, kv_a), c_q (q_b), c_kv (kv_b).
+  bool x_dropped_ = false, cq_dropped_ = false, ckv_dropped_ = false;
   // Intermediates for backward, N = B·T rows each (activations.h: saved or transient).
+  // Linear inputs: cq and ckv are read in backward only by q_b / kv_b Wgrad (RMSNorm backward
+  // reads cq_raw / kv_a and rstd) and by the up-projection recompute, so they go when the
+  // Linear keeps a copy and the policy keeps q / kv. o is also read by attention backward
+  // (D = rowsum(dO ⊙ O)): always kept in FP32, so o_proj keeps no copy of its own
+  // (DeepSeek-V3 stores it in E5M6 for that reason; we keep FP32).
   Act cq_raw_, cq_, rstd_q_;  // [N, dq], [N, dq], [N]      (dq > 0)     other, normed, normed
   Act q_;                     // [N, H(dn+dr)] after RoPE                 upproj
   Act kv_a_out_;              // [N, dc+dr] raw projection output         other

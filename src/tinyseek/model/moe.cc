@@ -1,12 +1,14 @@
 #include "tinyseek/model/moe.h"
 
+#include "tinyseek/base/check.h"
 #include "tinyseek/ops/balance_loss.h"
 #include "tinyseek/ops/moe_dispatch.h"
 #include "tinyseek/ops/swiglu.h"
 
 namespace tinyseek::model {
 
-Moe::Moe(const Registry& r, const MoeIds& ids) : ids_(ids), router_(r, ids.gate) {
+Moe::Moe(const Registry& r, const MoeIds& ids, const ActStore& cache)
+    : ids_(ids), router_(r, ids.gate), cache_(cache), combine_(moe_combine(r.config().precision)) {
   const ModelConfig& c = r.config();
   D_ = c.hidden_size;
   E_ = c.n_routed_experts;
@@ -40,22 +42,27 @@ double Moe::forward(const Registry& r, const ActContext& ctx, float* y, const fl
   row_token_.resize(sz(NK));
   row_of_.resize(sz(NK));
   const KeepPolicy& k = ctx.keep;
-  float* xe = xe_.place(sz(NK * D_), k.swiglu, ctx.arena, ActKey::kXe);
-  float* ye = ye_.place(sz(NK * D_), k.other, ctx.arena, ActKey::kYe);
-  float* ge = ge_.place(sz(NK * Fe_), k.other, ctx.arena, ActKey::kGe);
-  float* ue = ue_.place(sz(NK * Fe_), k.other, ctx.arena, ActKey::kUe);
-  float* ae = ae_.place(sz(NK * Fe_), k.swiglu, ctx.arena, ActKey::kAe);
+  float* xe = xe_.place(sz(NK * D_), false, ctx.arena, ActKey::kXe);
+  const bool ye_exact = combine_.format == StoreFormat::kFp32;
+  float* ye = ye_.place(sz(NK * D_), ye_exact && k.other, ctx.arena, ActKey::kYe);
+  bool downs_can_drop = true;
+  for (const Swiglu& e : experts_) downs_can_drop = downs_can_drop && e.can_drop_act();
+  experts_acts_.place(ctx, cache_, downs_can_drop, NK, Fe_);
+  float* ge = experts_acts_.g();
+  float* ue = experts_acts_.u();
+  float* ae = experts_acts_.a();
+  const SwigluCall expert_call{.a_dropped = experts_acts_.a_dropped(), .repeat = ctx.repeat};
 
-  router_.forward(r, logits_.data(), x, N);
+  router_.forward(r, logits_.data(), x, N, {.repeat = ctx.repeat});
   ops::router_forward(indices_.data(), gates_.data(), scores_.data(), load_.data(), logits_.data(),
                       r.param(ids_.bias), N, rc_);
   const double balance = ops::balance_loss_forward(f_.data(), scores_.data(), indices_.data(), B, T, E_, K_);
 
   if (has_shared_) {
-    const size_t nw = sz(N * shared_.width());
-    shared_.forward(r, y, /*accumulate=*/true, x, sg_.place(nw, k.other, ctx.arena, ActKey::kSharedG),
-                    su_.place(nw, k.other, ctx.arena, ActKey::kSharedU),
-                    sa_.place(nw, k.swiglu, ctx.arena, ActKey::kSharedA), N);
+    shared_acts_.place(ctx, cache_, shared_.can_drop_act(), N, shared_.width());
+    shared_.forward(r, y, /*accumulate=*/true, x, shared_acts_.g(), shared_acts_.u(), shared_acts_.a(), N,
+                    {.a_dropped = shared_acts_.a_dropped(), .repeat = ctx.repeat});
+    shared_acts_.after_forward(ctx);
   }
   ops::moe_plan(offsets_.data(), row_token_.data(), row_of_.data(), indices_.data(), N, K_, E_);
   ops::moe_gather_forward(xe, x, row_token_.data(), N, K_, D_);
@@ -69,7 +76,14 @@ double Moe::forward(const Registry& r, const ActContext& ctx, float* y, const fl
     const int64_t r0 = offsets_[sz(e)], rows = offsets_[sz(e + 1)] - r0;
     if (rows == 0) continue;
     experts_[sz(e)].forward(r, ye + r0 * D_, /*accumulate=*/false, xe + r0 * D_, ge + r0 * Fe_, ue + r0 * Fe_,
-                            ae + r0 * Fe_, rows);
+                            ae + r0 * Fe_, rows, expert_call);
+  }
+  // 1x128 tiles lie within a row, so rounding all experts' rows at once is rounding each.
+  experts_acts_.after_forward(ctx);
+  if (!ye_exact) {
+    // BF16 combine: the sum and the gates' gradient both use the rounded outputs.
+    ye_low_.store(ye, NK, D_, combine_, k.other, ctx.arena, ActKey::kYe);
+    ye_low_.load(ye);
   }
   ops::moe_combine_forward(y, ye, gates_.data(), row_of_.data(), N, K_, D_);
   return balance;
@@ -79,14 +93,14 @@ void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
                    double balance_coef) {
   const int64_t N = B_ * T_, NK = N * K_;
   const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
-  if (!ctx.fresh && !ctx.keep.swiglu) {
-    // SwiGLU is elementwise, so one call over all experts' rows gives the per-expert bits.
-    ops::moe_gather_forward(xe_.place(sz(NK * D_), false, ctx.arena, ActKey::kXe), x, row_token_.data(), N, K_, D_);
-    ops::swiglu_forward(ae_.place(sz(NK * Fe_), false, ctx.arena, ActKey::kAe), ge_.data(), ue_.data(), NK * Fe_);
-    if (has_shared_)
-      ops::swiglu_forward(sa_.place(sz(N * shared_.width()), false, ctx.arena, ActKey::kSharedA), sg_.data(),
-                          su_.data(), N * shared_.width());
-  }
+  TS_ASSERT(x != nullptr);  // the router's FP32 Wgrad reads x: the block keeps it
+  if (!ctx.fresh) ops::moe_gather_forward(xe_.place(sz(NK * D_), false, ctx.arena, ActKey::kXe), x, row_token_.data(),
+                                          N, K_, D_);
+  // SwiGLU is elementwise, so one call over all experts' rows gives the per-expert bits.
+  experts_acts_.before_backward(ctx);
+  if (has_shared_) shared_acts_.before_backward(ctx);
+  if (combine_.format != StoreFormat::kFp32) ye_low_.load(ye_.place(sz(NK * D_), false, ctx.arena, ActKey::kYe));
+  const float* ae = experts_acts_.a_for_backward();
   float* dye = ws.zeroed(Slot::kDExpertOut, sz(NK * D_));
   float* dgates = ws.zeroed(Slot::kDGates, sz(NK));
   ops::moe_combine_backward(dye, dgates, dy, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_);
@@ -100,11 +114,12 @@ void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
     const int64_t r0 = offsets_[sz(e)], rows = offsets_[sz(e + 1)] - r0;
     if (rows == 0) continue;
     experts_[sz(e)].backward(r, dae + r0 * Fe_, dge + r0 * Fe_, due + r0 * Fe_, dxe + r0 * D_, dye + r0 * D_,
-                             xe_.data() + r0 * D_, ge_.data() + r0 * Fe_, ue_.data() + r0 * Fe_,
-                             ae_.data() + r0 * Fe_, rows);
+                             xe_.data() + r0 * D_, experts_acts_.g() + r0 * Fe_, experts_acts_.u() + r0 * Fe_,
+                             ae ? ae + r0 * Fe_ : nullptr, rows);
   }
   ops::moe_gather_backward(dx, dxe, row_of_.data(), N, K_, D_);
-  if (has_shared_) shared_.backward(r, ws, dx, dy, x, sg_.data(), su_.data(), sa_.data(), N);
+  if (has_shared_)
+    shared_.backward(r, ws, dx, dy, x, shared_acts_.g(), shared_acts_.u(), shared_acts_.a_for_backward(), N);
 
   float* dscores = nullptr;
   if (balance_coef != 0.0) {
@@ -117,10 +132,12 @@ void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   router_.backward(r, dx, dlogits, x, N);
 }
 
-int64_t Moe::saved_floats() const {
-  return static_cast<int64_t>(scores_.size() + gates_.size() + f_.size()) + xe_.saved_floats() + ye_.saved_floats() +
-         ge_.saved_floats() + ue_.saved_floats() + ae_.saved_floats() + sg_.saved_floats() + su_.saved_floats() +
-         sa_.saved_floats() + static_cast<int64_t>(indices_.size() + row_token_.size() + 2 * row_of_.size());
+int64_t Moe::saved_bytes() const {
+  const int64_t routing = static_cast<int64_t>((scores_.size() + gates_.size() + f_.size()) * sizeof(float) +
+                                               indices_.size() * sizeof(ops::Index) +
+                                               row_token_.size() * sizeof(ops::Index) + row_of_.size() * sizeof(int64_t));
+  return routing + static_cast<int64_t>(sizeof(float)) * (xe_.saved_floats() + ye_.saved_floats()) +
+         experts_acts_.saved_bytes() + shared_acts_.saved_bytes() + ye_low_.saved_bytes();
 }
 
 }  // namespace tinyseek::model

@@ -19,7 +19,7 @@ namespace tinyseek::model {
 
 class Moe {
  public:
-  Moe(const Registry& r, const MoeIds& ids);
+  Moe(const Registry& r, const MoeIds& ids, const ActStore& cache);
 
   // y [N, D] += MoE(x), N = B·T (B sequences of length T for the balance loss). Returns the
   // layer's balance loss mean_b Σ_i f_{b,i} P_{b,i} (without α).
@@ -32,7 +32,7 @@ class Moe {
   // Tokens that selected each expert in the last forward [E] (input of the bias update).
   const int32_t* load() const { return load_.data(); }
   int64_t num_experts() const { return E_; }
-  int64_t saved_floats() const;
+  int64_t saved_bytes() const;
 
  private:
   MoeIds ids_;
@@ -42,6 +42,8 @@ class Moe {
   std::vector<Swiglu> experts_;
   Swiglu shared_;
   bool has_shared_ = false;
+  ActStore cache_;    // swiglu_cache of this layer
+  ActStore combine_;  // moe_combine
   int64_t B_ = 0, T_ = 0;
 
   // Routing state: small (E + 3K numbers per token), kept under every policy.
@@ -53,10 +55,14 @@ class Moe {
   AlignedBuffer<int64_t> offsets_;          // [E+1]
   AlignedBuffer<ops::Index> row_token_;     // [N·K]
   AlignedBuffer<int64_t> row_of_;           // [N, K]
-  // Expert intermediates (activations.h):
-  Act xe_, ye_;        // [N·K, D] expert-grouped inputs (swiglu kind: a gather) and outputs (other)
-  Act ge_, ue_, ae_;   // [N·K, Fe]   other, other, swiglu
-  Act sg_, su_, sa_;   // [N, Fe·Es]  shared experts: other, other, swiglu
+  // Expert intermediates (activations.h). The layer input x is kept by the block (the FP32
+  // router's Wgrad reads it), so the shared experts read it and the expert-grouped inputs
+  // xe, a gather of it, are gathered again in backward under every policy (a copy: the same
+  // bits): neither needs a Linear copy of its own.
+  Act xe_, ye_;        // [N·K, D] expert-grouped inputs (transient) and outputs (other: combine backward)
+  LowAct ye_low_;      // [N·K, D] the outputs in BF16 (moe_combine bf16; then ye_ is transient)
+  SwigluActs experts_acts_{ActKey::kGe, ActKey::kUe, ActKey::kAe};          // [N·K, Fe]
+  SwigluActs shared_acts_{ActKey::kSharedG, ActKey::kSharedU, ActKey::kSharedA};  // [N, Fe·Es]
 };
 
 }  // namespace tinyseek::model

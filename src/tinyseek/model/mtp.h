@@ -33,10 +33,10 @@ class MtpModule {
                 const ops::RopeTable<float>& rope, double balance_coef);
 
   const Block& block() const { return block_; }
-  // Floats this module keeps besides its block (embedding rows, norms, concatenation, h^k).
-  int64_t saved_floats() const {
-    return static_cast<int64_t>(emb_.size() + prev_.size() + rstd_e_.size() + rstd_h_.size() + concat_.size() +
-                                x_in_.size() + out_.size());
+  // Bytes this module keeps besides its block (norm statistics, concatenation, h'^k, h^k).
+  int64_t saved_bytes() const {
+    return static_cast<int64_t>(sizeof(float)) *
+           (static_cast<int64_t>(rstd_e_.size() + rstd_h_.size() + x_in_.size() + out_.size()) + concat_.saved_floats());
   }
   const MtpIds& ids() const { return ids_; }
 
@@ -47,12 +47,18 @@ class MtpModule {
   int embed_id_;
   LinearSite eh_proj_;
   Block block_;
+  // The norm inputs emb (rows of the embedding table) and prev (rows of h_prev, which the
+  // caller keeps) are copies: gathered again in backward, never kept. The concatenation is
+  // read in backward only by eh_proj's Wgrad: dropped when eh_proj keeps its own copy.
+  // (Transient buffers: the arena's kMtp* keys.)
+  void gather_inputs(const Registry& r, float* emb, float* prev) const;
+
   int64_t B_ = 0, Tk_ = 0;
+  const float* h_prev_ = nullptr;               // [B, T−k+1, D] the last forward's h_prev (caller-kept)
+  bool concat_dropped_ = false;
   AlignedBuffer<ops::Index> tokens_, targets_;  // [Nk] t_{i+k}, t_{i+k+1}
-  AlignedBuffer<float> emb_, prev_;             // [Nk, D] enorm / hnorm inputs
   AlignedBuffer<float> rstd_e_, rstd_h_;        // [Nk]
-  AlignedBuffer<float> normed_;                 // [Nk, D] forward temporary
-  AlignedBuffer<float> concat_;                 // [Nk, 2D] = [enorm(emb) | hnorm(prev)]
+  Act concat_;                                  // [Nk, 2D] = [enorm(emb) | hnorm(prev)]
   AlignedBuffer<float> x_in_, out_;             // [Nk, D] block input h'^k, output h^k
 };
 

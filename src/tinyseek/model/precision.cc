@@ -101,6 +101,8 @@ const std::vector<Field>& fields() {
       int_field("promote_every", &PrecisionMap::promote_every),
       enum_field("wgrad", &PrecisionMap::wgrad, kStores),
       enum_field("activation_cache", &PrecisionMap::activation_cache, kStores),
+      enum_field("swiglu_cache", &PrecisionMap::swiglu_cache, kStores),
+      enum_field("moe_combine", &PrecisionMap::moe_combine, kStores),
       enum_field("optimizer_moments", &PrecisionMap::optimizer_moments, kStores),
       enum_field("master_weights", &PrecisionMap::master_weights, kStores),
       enum_field("head", &PrecisionMap::head, kStores),
@@ -146,7 +148,11 @@ PrecisionMap precision_recipe(const std::string& name) {
     m.accumulation = gemm::Accumulation::kFp32;
     m.promote_every = 128;
     m.wgrad = StoreFormat::kFp8;
-    m.activation_cache = StoreFormat::kBf16;
+    // §3.3.3: Linear inputs cached in FP8 (no bit changes: see precision.h), SwiGLU inputs
+    // cached in FP8 with the output recomputed (changes numerics: see precision.h).
+    m.activation_cache = StoreFormat::kFp8;
+    m.swiglu_cache = StoreFormat::kFp8;
+    m.moe_combine = StoreFormat::kBf16;  // §3.3.3: BF16 combine (changes numerics)
     m.optimizer_moments = StoreFormat::kBf16;
     m.head = StoreFormat::kBf16;
     return m;
@@ -244,6 +250,8 @@ void validate(const PrecisionMap& m, const std::string& where, int64_t L) {
                  << name_of(kStores, m.master_weights), "remove the override");
   TS_CHECK(m.head != StoreFormat::kFp8, where << ": head must be fp32 or bf16 (DeepSeek-V3 keeps the output head in "
            "high precision), got fp8", "set precision.head=bf16");
+  TS_CHECK(m.moe_combine != StoreFormat::kFp8, where << ": moe_combine must be fp32 or bf16 (DeepSeek-V3 combines in "
+           "BF16), got fp8", "set precision.moe_combine=bf16");
   TS_CHECK(m.router != StoreFormat::kFp8, where << ": router must be fp32 or bf16 (gating stays in high precision), "
            "got fp8", "set precision.router=fp32");
   TS_CHECK(m.amax_history >= 1 && m.amax_history <= 4096,
@@ -274,6 +282,31 @@ void validate(const PrecisionMap& m, const std::string& where, int64_t L) {
              "lower them");
 }
 
+namespace {
+
+// Main blocks that the first/last_blocks_bf16 knobs move to BF16 (MTP layers >= L never).
+bool is_bf16_block(const PrecisionMap& m, int64_t layer, int64_t L) {
+  return layer >= 0 && layer < L && (layer < m.first_blocks_bf16 || layer >= L - m.last_blocks_bf16);
+}
+
+}  // namespace
+
+ActStore swiglu_cache(const PrecisionMap& m, int64_t layer, int64_t L) {
+  ActStore c;
+  c.format = m.swiglu_cache;
+  if (c.format == StoreFormat::kFp8 && m.is_fp8() && is_bf16_block(m, layer, L)) c.format = StoreFormat::kBf16;
+  c.spec.format = m.format == GemmFormat::kE5M2 ? numerics::Fp8Format::E5M2 : numerics::Fp8Format::E4M3;
+  c.spec.granularity = numerics::Granularity::Tile1x128;
+  c.spec.scale_type = m.scale_type;
+  return c;
+}
+
+ActStore moe_combine(const PrecisionMap& m) {
+  ActStore c;
+  c.format = m.moe_combine;
+  return c;
+}
+
 ops::LinearPrecision linear_precision(const PrecisionMap& m, LinearClass c, int64_t layer, int64_t L) {
   using gemm::DType;
   const auto high = [](StoreFormat s) { return s == StoreFormat::kBf16 ? DType::BF16 : DType::F32; };
@@ -286,7 +319,7 @@ ops::LinearPrecision linear_precision(const PrecisionMap& m, LinearClass c, int6
   }
   GemmFormat format = m.format;
   StoreFormat wgrad = m.wgrad, cache = m.activation_cache;
-  const bool bf16_block = layer >= 0 && layer < L && (layer < m.first_blocks_bf16 || layer >= L - m.last_blocks_bf16);
+  const bool bf16_block = is_bf16_block(m, layer, L);
   if (bf16_block && m.is_fp8()) {
     format = GemmFormat::kBf16;
     if (wgrad == StoreFormat::kFp8) wgrad = StoreFormat::kBf16;
@@ -386,7 +419,9 @@ std::string precision_table(const PrecisionMap& m, int64_t L) {
   o << pad("RMSNorm, attention core", 32) << "fp32\n";
   o << pad("storage", 32) << "master weights " << name_of(kStores, m.master_weights) << ", gradients fp32, "
     << "optimizer moments " << name_of(kStores, m.optimizer_moments) << ", activation cache "
-    << name_of(kStores, m.activation_cache) << "\n";
+    << name_of(kStores, m.activation_cache) << ", SwiGLU inputs " << name_of(kStores, m.swiglu_cache)
+    << (m.swiglu_cache == StoreFormat::kFp32 ? "" : " (output recomputed)") << ", MoE combine "
+    << name_of(kStores, m.moe_combine) << "\n";
   return o.str();
 }
 

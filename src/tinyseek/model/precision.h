@@ -10,7 +10,9 @@
 //   fp8   the paper's recipe (§3.3): E4M3 everywhere; X 1x128 along K for Fprop, W 128x128
 //         blocks, dY 1x128 for Dgrad with the same W blocks transposed, dY and X 128x1 along
 //         tokens for Wgrad; FP32 promotion every 128; online max-abs scaling with FP32
-//         scales; BF16 activation cache and optimizer moments; output head BF16, router FP32.
+//         scales; Linear inputs cached in FP8 on the Wgrad grid; SwiGLU inputs cached in FP8
+//         (1x128) and the SwiGLU output recomputed in backward (§3.3.3); BF16 optimizer
+//         moments; output head BF16, router FP32.
 //
 // Fields (value lists in precision.cc's field table, printed by errors):
 //   recipe              fp32 | bf16 | fp8          (setting it resets every field)
@@ -24,6 +26,8 @@
 //   promote_every       N_C, FP32 promotion interval along K
 //   wgrad               fp8 | bf16 | fp32                       (Wgrad operands; fp8 = as `format`)
 //   activation_cache    fp32 | bf16 | fp8                       (Linear inputs kept for Wgrad)
+//   swiglu_cache        fp32 | bf16 | fp8                       (SwiGLU inputs kept for backward)
+//   moe_combine         fp32 | bf16                             (routed experts' outputs at the combine)
 //   optimizer_moments   fp32 | bf16                             (read by the optimizer)
 //   master_weights      fp32                                    (the only choice; listed for the table)
 //   head                fp32 | bf16                             (output head GEMM inputs)
@@ -31,6 +35,31 @@
 //   first_blocks_bf16   n: main blocks 0..n-1 use bf16 Linears instead of FP8
 //   last_blocks_bf16    n: the last n main blocks likewise (MTP modules follow the map)
 // Embedding (a gather), RMSNorm and the attention core (QKᵀ, softmax, PV) are FP32.
+//
+// The two cache fields, and which settings change numerics (every other choice of what to
+// keep, and every recompute policy, gives the same bits):
+//   activation_cache  how a Linear keeps its input X for Wgrad when the module does not keep
+//     X in FP32 anyway (model/linear_site.h). fp8 quantizes X right away on the Wgrad grid
+//     (128x1 tiles along tokens for tile128); the Wgrad operand is then the very same FP8
+//     tensor that quantizing the FP32 X in backward would give, so fp8 changes no bit
+//     against fp32 (online scaling; delayed scaling uses the step's fixed history either
+//     way). bf16 changes no bit when the Wgrad operand is BF16 too (wgrad=bf16), but does
+//     when the Wgrad operand is FP8 or FP32 (X is then rounded to BF16 first). Where the
+//     module keeps the FP32 X anyway (attention output o for attention backward, MoE's
+//     normed input for the FP32 router, anything a recompute policy recomputes) the Linear
+//     keeps no copy when that changes no bit, and keeps one (more memory) when it does.
+//   swiglu_cache  how g = gate(x) and u = up(x) are kept for SwiGLU backward (dense FFN,
+//     shared and routed experts). fp32 keeps them as they are (bit-identical to the plain
+//     model). bf16 / fp8 store them rounded (fp8: E4M3, or E5M2 for format e5m2, 1x128 tiles
+//     along the width, online max-abs scales of the map's scale_type) and backward decodes
+//     them and recomputes a = silu(g)·u from the decoded values: SwiGLU backward and the
+//     down projection's Wgrad then see the rounded g, u (DeepSeek-V3 §3.3.3) — this changes
+//     numerics. Forward always uses the exact g, u.
+//   moe_combine  the routed experts' outputs ye before the gate-weighted sum y += Σ_k g_k ye_k
+//     (DeepSeek-V3 §3.3.3: the combine runs in BF16). bf16 rounds ye to BF16 for the sum and
+//     keeps that BF16 copy for the gates' gradient (∂L/∂g_k = <∂L/∂y, ye_k>): the gradient of
+//     the rounded forward; changes numerics. fp32 keeps ye as computed.
+// In the BF16 blocks (first/last_blocks_bf16) an fp8 cache setting becomes bf16.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -58,6 +87,8 @@ struct PrecisionMap {
   int promote_every = 128;
   StoreFormat wgrad = StoreFormat::kFp32;
   StoreFormat activation_cache = StoreFormat::kFp32;
+  StoreFormat swiglu_cache = StoreFormat::kFp32;
+  StoreFormat moe_combine = StoreFormat::kFp32;
   StoreFormat optimizer_moments = StoreFormat::kFp32;
   StoreFormat master_weights = StoreFormat::kFp32;
   StoreFormat head = StoreFormat::kFp32;
@@ -111,5 +142,16 @@ enum class LinearClass : uint8_t {
 // 0..L-1; MTP layers >= L follow the map, never the first/last-block BF16 knob).
 ops::LinearPrecision linear_precision(const PrecisionMap& m, LinearClass c, int64_t layer,
                                       int64_t num_hidden_layers);
+
+// How an intermediate activation is kept for backward: as computed (kFp32), rounded to BF16,
+// or quantized to FP8 by `spec`.
+struct ActStore {
+  StoreFormat format = StoreFormat::kFp32;
+  numerics::QuantSpec spec;
+};
+// Layer `layer`'s SwiGLU inputs g, u (swiglu_cache above; FP8: 1x128 tiles, online scales).
+ActStore swiglu_cache(const PrecisionMap& m, int64_t layer, int64_t num_hidden_layers);
+// The routed experts' outputs at the combine (moe_combine above).
+ActStore moe_combine(const PrecisionMap& m);
 
 }  // namespace tinyseek::model

@@ -5,9 +5,9 @@
 //
 //   none       keep every intermediate backward reads
 //   selective  drop the RMSNorm outputs (block norms, q_a / kv_a latent norms), the MLA
-//              up-projection outputs (q = q_b_proj(c_q) with RoPE, kv = kv_b_proj(c_kv)),
-//              the SwiGLU outputs silu(g)·u and the MoE expert-input gather; backward
-//              recomputes them one block at a time
+//              up-projection outputs (q = q_b_proj(c_q) with RoPE, kv = kv_b_proj(c_kv))
+//              and the SwiGLU outputs silu(g)·u; backward recomputes them one block at a
+//              time
 //   full       keep only each block's input (the residual stream); backward re-runs the
 //              whole block forward, then its backward, one block at a time
 #pragma once
