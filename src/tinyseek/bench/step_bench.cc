@@ -4,12 +4,14 @@
 #include <time.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/parallel.h"
 #include "tinyseek/base/rng.h"
 #include "tinyseek/base/timer.h"
 #include "tinyseek/bench/peak.h"
+#include "tinyseek/model/precision.h"
 #include "tinyseek/train/adamw.h"
 
 namespace tinyseek::bench {
@@ -71,14 +73,18 @@ double peak_rss_mb() {
 }
 
 StepBenchResult run_step_bench(const StepBenchOptions& opt) {
-  TS_CHECK(opt.recipe == "fp32", "bench step --recipe " << opt.recipe << " is not built yet (only fp32 is)",
-           "use --recipe fp32");
   TS_CHECK(opt.steps >= 1, "--steps must be at least 1, got " << opt.steps, "the default is 5");
   TS_CHECK(opt.warmup >= 0, "--warmup must be >= 0, got " << opt.warmup, "the default is 1");
   TS_CHECK(opt.batch >= 1 && opt.seq >= 2, "--batch must be >= 1 and --seq >= 2, got " << opt.batch << ", "
            << opt.seq, "e.g. --batch 8 --seq 256");
   StepBenchResult res;
   res.config = model::load_config(opt.config_path);
+  // As `train --recipe`: the recipe replaces the config's precision section as a whole.
+  if (!opt.recipe.empty()) {
+    res.config.precision = model::precision_from_spec(opt.recipe);
+    model::validate(res.config.precision, "--recipe " + opt.recipe, res.config.num_hidden_layers);
+  }
+  res.recipe = res.config.precision.recipe;
   res.batch = opt.batch;
   res.seq = opt.seq;
   res.threads = max_threads();
@@ -87,7 +93,10 @@ StepBenchResult run_step_bench(const StepBenchOptions& opt) {
   model::Model m(c);
   m.init(opt.seed);
   m.set_recompute(opt.recompute);
-  train::AdamW adamw(m.registry(), train::AdamWConfig{});
+  train::AdamWConfig adamw_config;
+  if (c.precision.optimizer_moments == model::StoreFormat::kBf16) adamw_config.moments = train::MomentPrecision::kBf16;
+  train::AdamW adamw(m.registry(), adamw_config);
+  res.moments = train::to_string(adamw.moment_precision());
 
   const int64_t B = opt.batch, T = opt.seq;
   std::vector<ops::Index> tokens(static_cast<size_t>(B * (T + 1)));
@@ -124,9 +133,13 @@ StepBenchResult run_step_bench(const StepBenchOptions& opt) {
   res.params_total = m.registry().num_parameters();
   res.saved_activation_mb = static_cast<double>(m.saved_activation_floats()) * sizeof(float) / (1024.0 * 1024.0);
   res.peak_rss_mb = peak_rss_mb();
+  // The ceiling of the kernels the recipe's GEMMs run on (see step_bench.h).
   const PeakFlops peak = measure_peaks();
-  if (peak.fp32_fma_gflops) {
-    res.peak_gflops = *peak.fp32_fma_gflops;
+  const bool fp32_gemms = c.precision.format == model::GemmFormat::kFp32;
+  res.peak_kind = fp32_gemms ? "fp32_fma" : "bf16_dot";
+  const std::optional<double>& peak_gflops = fp32_gemms ? peak.fp32_fma_gflops : peak.bf16_dot_gflops;
+  if (peak_gflops) {
+    res.peak_gflops = *peak_gflops;
     res.mfu = res.flops.total() / (res.ms_per_step * 1e-3) / (res.peak_gflops * 1e9);
   }
   return res;

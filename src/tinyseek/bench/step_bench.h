@@ -1,8 +1,10 @@
 // Training-step throughput: `tinyseek bench step`.
 //
-// One timed step = zero_grad + Model::forward_backward + one AdamW update (FP32 moments), the
-// same work as a PyTorch step `opt.zero_grad(); loss.backward(); opt.step()`
-// (bench/peers/torch_step.py), on random tokens of a fixed batch.
+// One timed step = zero_grad + Model::forward_backward + one AdamW update, the same work as a
+// PyTorch step `opt.zero_grad(); loss.backward(); opt.step()` (bench/peers/torch_step.py), on
+// random tokens of a fixed batch. The recipe sets the model's precision map exactly as
+// `tinyseek train --recipe` does (precision.recipe = it, every field reset), and with it the
+// optimizer moments (BF16 for fp8, FP32 for fp32 and bf16).
 //
 // Model FLOPs per step (the numerator of MFU; no recomputation counted, so MFU does not reward
 // recomputing):
@@ -12,7 +14,10 @@
 // embedding lookup), tokens = B·T for the main model and B·(T−k) for MTP depth k; the
 // attention term counts the causal score and value products (Σ_t (t+1) = T(T+1)/2 key
 // positions per query, 2 FLOPs per multiply-add, ×3 for forward + backward).
-// MFU = FLOPs / (seconds · the machine's FP32 FMA peak measured by bench/peak.h).
+// MFU = FLOPs / (seconds · the machine's peak measured by bench/peak.h for the recipe's GEMMs):
+// the FP32 FMA peak for fp32, the BF16 dot peak (vdpbf16ps) for bf16 and fp8, whose GEMMs
+// both run on the BF16 dot-product kernel (FP8 codes are widened to BF16 exactly; this CPU
+// has no FP8 arithmetic), the same rule as the trainer's progress line.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,7 +38,9 @@ StepFlops step_flops(const model::ModelConfig& c, int64_t B, int64_t T);
 
 struct StepBenchOptions {
   std::string config_path;
-  std::string recipe = "fp32";
+  // A recipe spec as `precision_from_spec` reads it: "fp32", "bf16", "fp8", or with
+  // overrides "fp8:precision.scale_type=pow2". Empty: the config's own precision section.
+  std::string recipe;
   int steps = 5;       // timed steps (the median is reported)
   int warmup = 1;      // untimed steps first (allocations, page faults)
   int64_t batch = 8;   // B
@@ -51,8 +58,11 @@ struct StepBenchResult {
   double ms_optimizer = 0;       // median of zero_grad + AdamW
   double cpu_ms_per_step = 0;    // median CPU time of all threads (includes OpenMP spin-waiting)
   double tokens_per_s = 0;       // B·T / median step time
-  double mfu = 0;                // fraction of the FP32 FMA peak
-  double peak_gflops = 0;        // measured FP32 FMA peak (0 if unavailable)
+  std::string recipe;            // the resolved map's recipe name (fp32 | bf16 | fp8)
+  std::string moments;           // optimizer moment precision ("fp32" | "bf16")
+  double mfu = 0;                // fraction of peak_gflops
+  std::string peak_kind;         // "fp32_fma" (fp32 recipe) or "bf16_dot" (bf16, fp8)
+  double peak_gflops = 0;        // the measured peak MFU divides by (0 if unavailable)
   double peak_rss_mb = 0;        // getrusage max RSS of this process
   double saved_activation_mb = 0;  // bytes the model holds for backward after forward
   StepFlops flops;

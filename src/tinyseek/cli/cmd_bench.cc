@@ -5,16 +5,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "tinyseek/base/progress.h"
+#include "tinyseek/base/timer.h"
 #include "tinyseek/bench/gemm_bench.h"
 #include "tinyseek/bench/peak.h"
 #include "tinyseek/bench/step_bench.h"
 #include "tinyseek/cli/commands.h"
+#include "tinyseek/model/precision.h"
 #include "tinyseek/numerics/simd.h"
 
 namespace tinyseek::cli {
@@ -138,8 +141,8 @@ void run_gemm(const GemmArgs& a) {
 
 struct StepArgs {
   bool json = false;
-  std::string config, recipe = "fp32", recompute = "none";
-  int steps = 5, warmup = 1;
+  std::string config, recipe, recipes, recompute = "none";
+  int steps = 5, warmup = 1, rounds = 1;
   int64_t batch = 8, seq = 256;
   bool no_optimizer = false;
   uint64_t seed = 1;
@@ -147,17 +150,20 @@ struct StepArgs {
 
 nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs& a) {
   nlohmann::ordered_json j;
+  j["recipe"] = r.recipe;
+  j["recompute"] = a.recompute;
   j["tokens_per_s"] = sig4(r.tokens_per_s);
   j["mfu"] = sig4(r.mfu);
+  j["peak_kind"] = r.peak_kind;
+  j["peak_gflops"] = sig4(r.peak_gflops);
   j["peak_rss_mb"] = sig4(r.peak_rss_mb);
   j["ms_per_step"] = sig4(r.ms_per_step);
   j["ms_forward_backward"] = sig4(r.ms_forward_backward);
   j["ms_optimizer"] = sig4(r.ms_optimizer);
   j["cpu_ms_per_step"] = sig4(r.cpu_ms_per_step);
   j["saved_activation_mb"] = sig4(r.saved_activation_mb);
-  j["recompute"] = a.recompute;
-  j["recipe"] = a.recipe;
-  j["timed"] = a.no_optimizer ? "forward_backward" : "zero_grad + forward_backward + AdamW(fp32 moments)";
+  j["moments"] = r.moments;
+  j["timed"] = a.no_optimizer ? "forward_backward" : "zero_grad + forward_backward + AdamW(" + r.moments + " moments)";
   j["batch"] = r.batch;
   j["seq"] = r.seq;
   j["threads"] = r.threads;
@@ -166,44 +172,52 @@ nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs
   j["attention_gflop_per_step"] = sig4(r.flops.attention * 1e-9);
   j["params_active"] = r.flops.params_active;
   j["params_total"] = r.params_total;
-  j["peak_fp32_gflops"] = sig4(r.peak_gflops);
   j["steps"] = r.step_ms.size();
   j["loss_first"] = sig4(r.first_loss);
   j["loss_last"] = sig4(r.last_loss);
   return j;
 }
 
-void print_step_table(const std::vector<nlohmann::ordered_json>& rows) {
+// One row per (recipe, policy): medians over rounds (a single run is one round).
+void print_step_table(const std::vector<nlohmann::ordered_json>& rows, int rounds) {
   const auto& f = rows.front();
-  std::printf("training step, %s recipe, B %lld x T %lld, %d threads, SIMD %s; timed: %s; median of %d steps\n",
-              f["recipe"].get<std::string>().c_str(), f["batch"].get<long long>(), f["seq"].get<long long>(),
-              f["threads"].get<int>(), f["simd"].get<std::string>().c_str(), f["timed"].get<std::string>().c_str(),
+  const bool adamw = f["timed"].get<std::string>().find("AdamW") != std::string::npos;
+  std::printf("training step, B %lld x T %lld, %d threads, SIMD %s; timed: %s; median of %d steps",
+              f["batch"].get<long long>(), f["seq"].get<long long>(), f["threads"].get<int>(),
+              f["simd"].get<std::string>().c_str(),
+              adamw ? "zero_grad + forward_backward + AdamW (moments per row)" : "forward_backward",
               f["steps"].get<int>());
-  std::printf("model: %lld active params per token (%lld total); %.4g GFLOP per step (attention %.3g); "
-              "MFU vs measured FP32 FMA peak %.0f GFLOP/s\n",
+  if (rounds > 1) std::printf(", then the median over %d rounds", rounds);
+  std::printf("\nmodel: %lld active params per token (%lld total); %.4g GFLOP per step (attention %.3g)\n",
               f["params_active"].get<long long>(), f["params_total"].get<long long>(),
-              f["model_gflop_per_step"].get<double>(), f["attention_gflop_per_step"].get<double>(),
-              f["peak_fp32_gflops"].get<double>());
-  std::printf("%-10s %10s %9s %10s %8s %9s %6s %13s %12s\n", "recompute", "tokens/s", "ms/step", "fwd+bwd ms",
-              "optim ms", "CPU ms", "MFU", "saved act MiB", "peak RSS MiB");
-  for (const auto& r : rows)
-    std::printf("%-10s %10.0f %9.1f %10.1f %8.1f %9.1f %5.1f%% %13.1f %12.1f\n",
-                r["recompute"].get<std::string>().c_str(), r["tokens_per_s"].get<double>(),
-                r["ms_per_step"].get<double>(), r["ms_forward_backward"].get<double>(),
-                r["ms_optimizer"].get<double>(), r["cpu_ms_per_step"].get<double>(),
-                100.0 * r["mfu"].get<double>(), r["saved_activation_mb"].get<double>(),
-                r["peak_rss_mb"].get<double>());
+              f["model_gflop_per_step"].get<double>(), f["attention_gflop_per_step"].get<double>());
+  std::printf("%-7s %-10s %-7s %10s %9s %10s %8s %9s %6s %-17s %13s %12s\n", "recipe", "recompute", "moments",
+              "tokens/s", "ms/step", "fwd+bwd ms", "optim ms", "CPU ms", "MFU", "peak GFLOP/s", "saved act MiB",
+              "peak RSS MiB");
+  for (const auto& r : rows) {
+    char peak[48];
+    std::snprintf(peak, sizeof peak, "%s %.0f", r["peak_kind"].get<std::string>().c_str(),
+                  r["peak_gflops"].get<double>());
+    std::printf("%-7s %-10s %-7s %10.0f %9.1f %10.1f %8.1f %9.1f %5.1f%% %-17s %13.1f %12.1f\n",
+                r["recipe"].get<std::string>().c_str(), r["recompute"].get<std::string>().c_str(),
+                r["moments"].get<std::string>().c_str(),
+                r["tokens_per_s"].get<double>(), r["ms_per_step"].get<double>(), r["ms_forward_backward"].get<double>(),
+                r["ms_optimizer"].get<double>(), r["cpu_ms_per_step"].get<double>(), 100.0 * r["mfu"].get<double>(),
+                peak, r["saved_activation_mb"].get<double>(), r["peak_rss_mb"].get<double>());
+  }
   std::printf("MFU = (6 * active params * tokens + 3 * B*H*(dn+dr+dv)*T*(T+1) per attention layer, MTP heads "
-              "included) / (time * FP32 FMA peak). Peak RSS: getrusage max RSS of the process that ran the policy.\n");
+              "included) / (time * measured peak): FP32 FMA for fp32, BF16 dot (vdpbf16ps) for bf16 and fp8, whose "
+              "GEMMs run on the BF16 dot kernel. Peak RSS: getrusage max RSS of the process that ran the row.\n");
 }
 
-// Runs `tinyseek bench step ... --recompute <policy> --json` as a child process (so that its
-// peak RSS is its own) and returns its JSON.
-nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& policy) {
+// Runs `tinyseek bench step ... --recipe <recipe> --recompute <policy> --json` as a child
+// process (so that its peak RSS is its own) and returns its JSON.
+nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& recipe, const std::string& policy) {
   std::vector<std::string> args = {"tinyseek", "bench", "step", "--json", "--config", a.config,
-                                   "--recipe", a.recipe, "--recompute", policy, "--steps", std::to_string(a.steps),
+                                   "--recompute", policy, "--steps", std::to_string(a.steps),
                                    "--warmup", std::to_string(a.warmup), "--batch", std::to_string(a.batch),
                                    "--seq", std::to_string(a.seq), "--seed", std::to_string(a.seed)};
+  if (!recipe.empty()) args.insert(args.end(), {"--recipe", recipe});
   if (a.no_optimizer) args.push_back("--no-optimizer");
   std::vector<char*> argv;
   for (auto& s : args) argv.push_back(s.data());
@@ -219,7 +233,7 @@ nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& poli
   posix_spawn_file_actions_destroy(&fa);
   close(out[1]);
   TS_CHECK(rc == 0, "bench step: cannot start a child process (posix_spawn error " << rc << ")",
-           "run each policy yourself with --recompute none|selective|full");
+           "run each recipe and policy yourself with --recipe R --recompute P");
   std::string text;
   char buf[4096];
   for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
@@ -227,28 +241,117 @@ nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& poli
   int status = 0;
   waitpid(pid, &status, 0);
   TS_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-           "bench step: the child process for --recompute " << policy << " failed", "see its message above");
+           "bench step: the child process for --recipe " << (recipe.empty() ? "(config)" : recipe) << " --recompute "
+           << policy << " failed", "see its message above");
   return nlohmann::ordered_json::parse(text);
 }
 
-void run_step(const StepArgs& a) {
-  TS_CHECK(!a.config.empty(), "bench step needs --config PATH", "e.g. --config configs/base.json");
-  if (a.recompute == "all") {
-    std::vector<nlohmann::ordered_json> rows;
-    for (const char* p : {"none", "selective", "full"}) rows.push_back(run_step_child(a, p));
-    if (a.json) {
-      nlohmann::ordered_json j = rows.front();
-      j["recompute"] = "none";
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = std::min(s.find(',', start), s.size());
+    out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// The medians over rounds of one (recipe, policy) cell; per_round keeps each round's tokens/s.
+nlohmann::ordered_json median_row(const std::vector<nlohmann::ordered_json>& runs) {
+  nlohmann::ordered_json m = runs.front();
+  for (const char* key : {"tokens_per_s", "mfu", "peak_rss_mb", "ms_per_step", "ms_forward_backward", "ms_optimizer",
+                          "cpu_ms_per_step", "saved_activation_mb", "peak_gflops"}) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(r[key].get<double>());
+    m[key] = sig4(median(v));
+  }
+  m["rounds_tokens_per_s"] = nlohmann::ordered_json::array();
+  for (const auto& r : runs) m["rounds_tokens_per_s"].push_back(r["tokens_per_s"]);
+  return m;
+}
+
+// --recipes and/or --recompute all: one child process per (round, recipe, policy), recipes
+// alternating inside each round so that a shared machine's load hits every recipe alike;
+// medians over rounds, and tokens/s ratios between recipes (ratio of medians, with the
+// per-round range).
+void run_step_matrix(const StepArgs& a) {
+  const std::vector<std::string> recipes = a.recipes.empty() ? std::vector<std::string>{a.recipe}
+                                                             : split_commas(a.recipes);
+  for (const std::string& r : recipes)  // fail on a typo before running anything
+    if (!r.empty()) (void)model::precision_from_spec(r);
+  const std::vector<std::string> policies = a.recompute == "all"
+                                                ? std::vector<std::string>{"none", "selective", "full"}
+                                                : std::vector<std::string>{a.recompute};
+  TS_CHECK(a.rounds >= 1, "--rounds must be at least 1, got " << a.rounds, "the default is 1");
+  const size_t cells = recipes.size() * policies.size();
+  std::vector<std::vector<nlohmann::ordered_json>> runs(cells);
+  Progress progress("bench step", static_cast<int64_t>(cells) * a.rounds);
+  int64_t done = 0;
+  for (int round = 0; round < a.rounds; ++round)
+    for (size_t i = 0; i < recipes.size(); ++i)
+      for (size_t p = 0; p < policies.size(); ++p) {
+        runs[i * policies.size() + p].push_back(run_step_child(a, recipes[i], policies[p]));
+        const auto& r = runs[i * policies.size() + p].back();
+        char extra[96];
+        std::snprintf(extra, sizeof extra, "%s/%s %.0f tok/s", r["recipe"].get<std::string>().c_str(),
+                      policies[p].c_str(), r["tokens_per_s"].get<double>());
+        progress.update(++done, extra);
+      }
+  progress.finish();
+  std::vector<nlohmann::ordered_json> rows;
+  for (const auto& cell : runs) rows.push_back(median_row(cell));
+
+  // Ratios of every later recipe to every earlier one, per policy.
+  nlohmann::ordered_json ratios = nlohmann::ordered_json::array();
+  for (size_t p = 0; p < policies.size(); ++p)
+    for (size_t i = 0; i < recipes.size(); ++i)
+      for (size_t k = 0; k < i; ++k) {
+        const auto& num = runs[i * policies.size() + p];
+        const auto& den = runs[k * policies.size() + p];
+        std::vector<double> per_round;
+        for (int r = 0; r < a.rounds; ++r)
+          per_round.push_back(num[r]["tokens_per_s"].get<double>() / den[r]["tokens_per_s"].get<double>());
+        const double ratio = rows[i * policies.size() + p]["tokens_per_s"].get<double>() /
+                             rows[k * policies.size() + p]["tokens_per_s"].get<double>();
+        ratios.push_back({{"numerator", rows[i * policies.size() + p]["recipe"]},
+                          {"denominator", rows[k * policies.size() + p]["recipe"]},
+                          {"recompute", policies[p]},
+                          {"tokens_per_s_ratio", sig4(ratio)},
+                          {"round_min", sig4(*std::min_element(per_round.begin(), per_round.end()))},
+                          {"round_max", sig4(*std::max_element(per_round.begin(), per_round.end()))}});
+      }
+
+  if (a.json) {
+    nlohmann::ordered_json j = rows.front();
+    j["rounds"] = a.rounds;
+    j["runs"] = rows;
+    j["ratios"] = ratios;
+    if (recipes.size() == 1) {  // the per-policy summary of --recompute all
       j["policies"] = nlohmann::ordered_json::array();
       for (const auto& r : rows)
         j["policies"].push_back({{"recompute", r["recompute"]}, {"tokens_per_s", r["tokens_per_s"]},
                                  {"ms_per_step", r["ms_per_step"]}, {"mfu", r["mfu"]},
                                  {"cpu_ms_per_step", r["cpu_ms_per_step"]}, {"peak_rss_mb", r["peak_rss_mb"]},
                                  {"saved_activation_mb", r["saved_activation_mb"]}});
-      std::printf("%s\n", j.dump().c_str());
-    } else {
-      print_step_table(rows);
     }
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  print_step_table(rows, a.rounds);
+  for (const auto& r : ratios)
+    std::printf("tokens/s %s / %s (recompute %s): %.3fx (per round %.3f-%.3f)\n",
+                r["numerator"].get<std::string>().c_str(), r["denominator"].get<std::string>().c_str(),
+                r["recompute"].get<std::string>().c_str(), r["tokens_per_s_ratio"].get<double>(),
+                r["round_min"].get<double>(), r["round_max"].get<double>());
+}
+
+void run_step(const StepArgs& a) {
+  TS_CHECK(!a.config.empty(), "bench step needs --config PATH", "e.g. --config configs/base.json");
+  TS_CHECK(a.recipes.empty() || a.recipe.empty(), "bench step takes --recipe or --recipes, not both",
+           "e.g. --recipes fp32,bf16,fp8 to compare recipes side by side");
+  if (a.recompute == "all" || !a.recipes.empty() || a.rounds > 1) {
+    run_step_matrix(a);
     return;
   }
   bench::StepBenchOptions opt;
@@ -264,7 +367,7 @@ void run_step(const StepArgs& a) {
   const bench::StepBenchResult r = bench::run_step_bench(opt);
   const nlohmann::ordered_json j = step_json(r, a);
   if (a.json) std::printf("%s\n", j.dump().c_str());
-  else print_step_table({j});
+  else print_step_table({j}, 1);
 }
 
 }  // namespace
@@ -293,9 +396,18 @@ void add_bench(CLI::App& app) {
 
   static StepArgs sargs;
   CLI::App* step = group->add_subcommand(
-      "step", "training-step throughput: tokens/s, MFU, peak RSS (per recompute policy with --recompute all)");
+      "step", "training-step throughput: tokens/s, MFU, peak RSS (per recipe with --recipes, per recompute "
+      "policy with --recompute all)");
   step->add_option("--config", sargs.config, "model config.json")->required();
-  step->add_option("--recipe", sargs.recipe, "precision recipe (fp32; fp8 not built yet)")->capture_default_str();
+  step->add_option("--recipe", sargs.recipe,
+                   "precision recipe fp32 | bf16 | fp8, optionally with overrides (fp8:precision.scale_type=pow2); "
+                   "default: the config's precision section");
+  step->add_option("--recipes", sargs.recipes,
+                   "comma-separated recipes to compare side by side, one child process each, with tokens/s ratios "
+                   "(e.g. fp32,bf16,fp8)");
+  step->add_option("--rounds", sargs.rounds,
+                   "with --recipes or --recompute all: repeat the set this many times, alternating, and report "
+                   "medians over rounds")->capture_default_str();
   step->add_option("--recompute", sargs.recompute,
                    "none | selective | full | all (all: one child process per policy, each with its own peak RSS)")
       ->capture_default_str();

@@ -6,6 +6,7 @@
 #include "tinyseek/base/check.h"
 #include "tinyseek/numerics/bf16.h"
 #include "tinyseek/numerics/fp8.h"
+#include "tinyseek/ops/linear_quant.h"
 
 namespace tinyseek::ops {
 
@@ -174,17 +175,25 @@ uint16_t* halves(AlignedBuffer<uint16_t>& b, int64_t n) {
   return b.data();
 }
 
-// Quantizes x [rows, cols] (ld = cols) into q, online or with the operand's amax history.
-// token_rows: rows are tokens, so the history is per column tile (see linear.h).
-void quantize_operand(numerics::QTensor& q, const float* x, int64_t rows, int64_t cols, DType t, Granularity g,
-                      bool token_rows, LinearOperand role, const LinearPrecision& p, LinearState& st) {
+numerics::QuantSpec quant_spec(DType t, Granularity g, const LinearPrecision& p) {
   numerics::QuantSpec spec;
   spec.format = fp8_format(t);
   spec.granularity = g;
   spec.scale_type = p.scale_type;
   spec.amax_floor = p.amax_floor;
+  return spec;
+}
+
+// Quantizes x [rows, cols] (ld = cols) into q, online or with the operand's amax history.
+// token_rows: rows are tokens, so the history is per column tile (see linear.h).
+void quantize_operand(numerics::QTensor& q, const float* x, int64_t rows, int64_t cols, DType t, Granularity g,
+                      bool token_rows, LinearOperand role, const LinearPrecision& p, LinearState& st) {
+  const numerics::QuantSpec spec = quant_spec(t, g, p);
   if (p.amax_history == 0) {
-    numerics::quantize(q, x, rows, cols, cols, spec);
+    // The activation and gradient grids of the fp8 recipe take the fused kernel (same bits).
+    if (g == Granularity::Tile1x128) quantize_tiles(&q, nullptr, x, rows, cols, spec);
+    else if (g == Granularity::Tile128x1) quantize_tiles(nullptr, &q, x, rows, cols, spec);
+    else numerics::quantize(q, x, rows, cols, cols, spec);
     return;
   }
   const numerics::ScaleGrid grid = numerics::make_scale_grid(g, rows, cols);
@@ -225,6 +234,14 @@ void begin_scaling_step(LinearState& st, uint64_t version, const LinearPrecision
   st.scaling_version = version;
 }
 
+// Whether an operand of format a on grid ga and a second one of format b (on the 128x1
+// grid) can be quantized together by quantize_tiles: the same FP8 format, the 1x128/128x1
+// pair of the tile128 granularity, online scaling.
+bool fused_tile_pair(DType a, Granularity ga, DType b, const LinearPrecision& p) {
+  return gemm::is_fp8(a) && a == b && ga == Granularity::Tile1x128 && p.amax_history == 0 &&
+         operand_granularity(p.granularity, false, false) == Granularity::Tile128x1;
+}
+
 // One operand in format t from FP32 x [rows, cols]: a view of x, a BF16 copy in bf, or FP8 in q.
 Matrix make_operand(DType t, const float* x, int64_t rows, int64_t cols, Granularity g, bool token_rows,
                     LinearOperand role, bool trans, numerics::QTensor& q, AlignedBuffer<uint16_t>& bf,
@@ -233,7 +250,7 @@ Matrix make_operand(DType t, const float* x, int64_t rows, int64_t cols, Granula
     case DType::F32: return gemm::view_f32(x, rows, cols, cols, trans);
     case DType::BF16: {
       uint16_t* b = halves(bf, rows * cols);
-      numerics::bf16_encode_bulk(b, x, static_cast<size_t>(rows * cols));
+      bf16_encode_parallel(b, x, static_cast<size_t>(rows * cols));
       return gemm::view_bf16(b, rows, cols, cols, trans);
     }
     case DType::E4M3:
@@ -271,7 +288,7 @@ void prepare_fprop_weight(LinearState& st, const float* w, uint64_t version, int
                           const LinearPrecision& p) {
   if (st.fprop_version == version) return;
   if (p.weight == DType::BF16) {
-    numerics::bf16_encode_bulk(halves(st.w_bf16, out * in), w, static_cast<size_t>(out * in));
+    bf16_encode_parallel(halves(st.w_bf16, out * in), w, static_cast<size_t>(out * in));
   } else if (gemm::is_fp8(p.weight)) {
     quantize_operand(st.w_q, w, out, in, p.weight, operand_granularity(p.granularity, true, true), false,
                      LinearOperand::kWeight, p, st);
@@ -335,10 +352,10 @@ void add_operand_stats(OperandStats& s, const float* x, const Matrix& m, const n
   s.add(o);
 }
 
-const numerics::QTensor* qtensor_of(const Matrix& m, const numerics::QTensor& a, const numerics::QTensor& b,
-                                    const numerics::QTensor& c, const numerics::QTensor& d) {
+// The FP8 tensor whose codes m views (null for BF16/F32 operands).
+const numerics::QTensor* qtensor_of(const Matrix& m, const LinearScratch& sc, const LinearState& st) {
   if (!gemm::is_fp8(m.dtype)) return nullptr;
-  for (const numerics::QTensor* q : {&a, &b, &c, &d})
+  for (const numerics::QTensor* q : {&sc.qa, &sc.qb, &sc.qc, &st.x_q, &st.w_q, &st.w_q_dgrad})
     if (q->codes.data() == m.data) return q;
   return nullptr;
 }
@@ -356,7 +373,7 @@ void record_gemm(GemmStats& s, const Matrix& A, const Matrix& B, const float* A3
   const float* b32 = B32;
   if (b32 == nullptr) {
     float* t = floats(sc.f_tmp, B.rows * B.cols);
-    decode_stored(t, B, qtensor_of(B, st.w_q, st.w_q_dgrad, st.x_q, sc.qb));
+    decode_stored(t, B, qtensor_of(B, sc, st));
     b32 = t;
   }
   gemm::GemmOptions exact;  // FP32 operands, FP32 accumulation: the high-precision shadow
@@ -373,8 +390,8 @@ void record_gemm(GemmStats& s, const Matrix& A, const Matrix& B, const float* A3
     g.max_abs_err = std::max(g.max_abs_err, std::fabs(d));
     g.max_abs_ref = std::max(g.max_abs_ref, std::fabs(r));
   }
-  add_operand_stats(g.a, A32, A, qtensor_of(A, sc.qa, sc.qb, st.x_q, st.w_q), sc.f_tmp);
-  add_operand_stats(g.b, B32, B, qtensor_of(B, st.w_q, st.w_q_dgrad, st.x_q, sc.qb), sc.f_tmp);
+  add_operand_stats(g.a, A32, A, qtensor_of(A, sc, st), sc.f_tmp);
+  add_operand_stats(g.b, B32, B, qtensor_of(B, sc, st), sc.f_tmp);
   s.add(g);
 }
 
@@ -401,11 +418,18 @@ void linear_forward(float* y, const float* x, const float* w, uint64_t w_version
   LinearScratch& sc = linear_scratch();
   const Granularity gx = operand_granularity(p.granularity, false, true);
   Matrix A;
+  bool x_cached = false;  // the FP8 activation cache was filled with A
   if (p.fprop_x == DType::BF16 && p.saved_x == DType::BF16) {
     // The BF16 copy serves both Fprop and the activation cache.
     uint16_t* b = halves(st.x_bf16, N * in);
-    numerics::bf16_encode_bulk(b, x, static_cast<size_t>(N * in));
+    bf16_encode_parallel(b, x, static_cast<size_t>(N * in));
     A = gemm::view_bf16(b, N, in, in);
+  } else if (fused_tile_pair(p.fprop_x, gx, p.saved_x, p)) {
+    // X on the Fprop grid (1x128) and on the Wgrad grid (128x1) for the FP8 activation
+    // cache, in one pass over x.
+    quantize_tiles(&sc.qa, &st.x_q, x, N, in, quant_spec(p.fprop_x, gx, p));
+    A = gemm::view_fp8(sc.qa);
+    x_cached = true;
   } else {
     A = make_operand(p.fprop_x, x, N, in, gx, true, LinearOperand::kFpropX, false, sc.qa, sc.bf_a, p, st);
   }
@@ -417,8 +441,8 @@ void linear_forward(float* y, const float* x, const float* w, uint64_t w_version
 
   // Keep X for Wgrad.
   if (p.saved_x == DType::BF16 && p.fprop_x != DType::BF16) {
-    numerics::bf16_encode_bulk(halves(st.x_bf16, N * in), x, static_cast<size_t>(N * in));
-  } else if (gemm::is_fp8(p.saved_x)) {
+    bf16_encode_parallel(halves(st.x_bf16, N * in), x, static_cast<size_t>(N * in));
+  } else if (gemm::is_fp8(p.saved_x) && !x_cached) {
     quantize_operand(st.x_q, x, N, in, p.saved_x, operand_granularity(p.granularity, false, false), true,
                      LinearOperand::kWgradX, p, st);
   }
@@ -436,11 +460,30 @@ void linear_backward(float* dx, float* dw, const float* dy, const float* x, cons
   begin_scaling_step(st, w_version, p);
   const gemm::GemmOptions opt = gemm_options(p, 1.0f);
   LinearScratch& sc = linear_scratch();
+  const Granularity g_dgrad = operand_granularity(p.granularity, false, true);
+  const Granularity gk = operand_granularity(p.granularity, false, false);
+  // dY for both GEMMs at once when both run: one BF16 copy serving Dgrad and Wgrad, or FP8
+  // on the Dgrad (1x128) and Wgrad (128x1) grids from one pass over dy.
+  Matrix dy_dgrad, dy_wgrad;
+  bool dy_ready = false;
+  if (dx && dw && p.dgrad_dy == DType::BF16 && p.wgrad_dy == DType::BF16) {
+    dy_dgrad = make_operand(DType::BF16, dy, N, out, g_dgrad, true, LinearOperand::kDgradDy, false, sc.qa, sc.bf_a,
+                            p, st);
+    dy_wgrad = dy_dgrad;
+    dy_wgrad.trans = true;
+    dy_ready = true;
+  } else if (dx && dw && fused_tile_pair(p.dgrad_dy, g_dgrad, p.wgrad_dy, p)) {
+    quantize_tiles(&sc.qa, &sc.qc, dy, N, out, quant_spec(p.dgrad_dy, g_dgrad, p));
+    dy_dgrad = gemm::view_fp8(sc.qa);
+    dy_wgrad = gemm::view_fp8(sc.qc, /*trans=*/true);
+    dy_ready = true;
+  }
   if (dx) {
     // dx[N, in] += dy[N, out] · w[out, in]
     prepare_dgrad_weight(st, w, w_version, out, in, p);
-    const Matrix A = make_operand(p.dgrad_dy, dy, N, out, operand_granularity(p.granularity, false, true), true,
-                                  LinearOperand::kDgradDy, false, sc.qa, sc.bf_a, p, st);
+    const Matrix A = dy_ready ? dy_dgrad
+                              : make_operand(p.dgrad_dy, dy, N, out, g_dgrad, true, LinearOperand::kDgradDy, false,
+                                             sc.qa, sc.bf_a, p, st);
     const Matrix B = weight_view(st, w, out, in, p, true);
     if (!st.dgrad_b.empty()) gemm::gemm(dx, in, A, st.dgrad_b, opt);
     else gemm::gemm(dx, in, A, B, opt);
@@ -448,9 +491,9 @@ void linear_backward(float* dx, float* dw, const float* dy, const float* x, cons
   }
   if (dw) {
     // dw[out, in] += (dy[N, out])ᵀ · x[N, in]; K = N runs along the stored rows of both.
-    const Granularity gk = operand_granularity(p.granularity, false, false);
-    const Matrix A = make_operand(p.wgrad_dy, dy, N, out, gk, true, LinearOperand::kWgradDy, true, sc.qa, sc.bf_a,
-                                  p, st);
+    const Matrix A = dy_ready ? dy_wgrad
+                              : make_operand(p.wgrad_dy, dy, N, out, gk, true, LinearOperand::kWgradDy, true, sc.qa,
+                                             sc.bf_a, p, st);
     Matrix B;
     if (gemm::is_fp8(p.saved_x)) {
       check_saved(st, N);

@@ -33,6 +33,13 @@
 // then uses it as the Wgrad operand as is). Quantizing X for Fprop (1x128) and for Wgrad
 // (128x1) is done from the FP32 source, never by re-quantizing an FP8 copy.
 //
+// Fused operands (ops/linear_quant.h; the same bits as quantizing each operand alone):
+// with tile128 FP8 and online scaling, forward quantizes X on the Fprop (1x128) and, for an
+// FP8 activation cache, the Wgrad (128x1) grid in one pass over x, and backward does the
+// same for dY (Dgrad 1x128, Wgrad 128x1); a BF16 dY is converted once for both GEMMs.
+// Quantization and BF16 conversion are split over threads (fixed chunks, elementwise or per
+// tile: the bits never depend on the thread count).
+//
 // Scaling: online (the current max |x| per tile) or delayed (amax_history = n > 0). Delayed
 // scaling works per optimizer step, a step being one weight version: every quantization
 // during a step uses the max over the amaxes of the last n steps (the current amax while
@@ -163,6 +170,7 @@ struct LinearState {
 // does not grow with the number of Linears. Valid until the next Linear call.
 struct LinearScratch {
   numerics::QTensor qa, qb;
+  numerics::QTensor qc;  // dY on the Wgrad grid, quantized together with Dgrad's dY in qa
   AlignedBuffer<uint16_t> bf_a, bf_b;
   AlignedBuffer<float> f_tmp, f_ref, f_out, amax_cur, amax_use;
 };
