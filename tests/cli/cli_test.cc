@@ -33,8 +33,7 @@ TEST(Cli, HelpListsEveryCommand) {
 }
 
 TEST(Cli, NotBuiltCommandsExitTwoAndSaySo) {
-  for (const char* args : {"generate --prompt hi", "export --out d", "bench decode --steps 3",
-                           "numerics recipes"}) {
+  for (const char* args : {"generate --prompt hi", "export --out d", "bench decode --steps 3"}) {
     const CliRun r = run_cli(args);
     EXPECT_EQ(r.status, 2) << args;
     EXPECT_TRUE(contains(r.err, "not built yet")) << args << ": " << r.err;

@@ -117,5 +117,50 @@ TEST(TrainCli, BadDataAndOutputAreClearErrors) {
   EXPECT_TRUE(contains(r.err, "vocab_size")) << r.err;
 }
 
+TEST(TrainCli, NumericsTelemetryAndPrecisionOnResume) {
+  const std::string run = fresh_dir("cli_telemetry") + "/run";
+  const std::string data = tiny_data().data_dir;
+  // No N: every eval_every (= 2 here) steps; the value slot does not swallow an override.
+  CliRun r = run_cli("train " + tiny() + " --data '" + data + "' --out '" + run + "' --steps 4 --recipe fp8 "
+                     "precision.scaling=delayed eval_batches=1 --numerics-telemetry eval_every=2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "numerics telemetry: every 2 steps")) << r.out;
+  const size_t table = r.out.find("numerics telemetry: 2 step(s)");
+  ASSERT_NE(table, std::string::npos) << r.out;
+  std::printf("%s", r.out.substr(table, r.out.find("done at step") - table).c_str());
+  for (const char* row : {"\nfprop  fp8", "\ndgrad  fp8", "\nwgrad  fp8", "\nfprop  bf16"})
+    EXPECT_TRUE(contains(r.out.substr(table), row)) << row;
+  std::ifstream in(run + "/metrics.jsonl");
+  int with_numerics = 0;
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    if (!j.contains("numerics")) continue;
+    ++with_numerics;
+    EXPECT_EQ(j["step"].get<int64_t>() % 2, 0);
+    const json& fprop = j["numerics"]["summary"]["fprop"];
+    EXPECT_GT(fprop["calls"].get<int64_t>(), 0);
+    EXPECT_GT(fprop["sqnr_db"].get<double>(), 20.0);
+  }
+  EXPECT_EQ(with_numerics, 2);
+  r = run_cli("train --resume '" + run + "' --steps 5 --numerics-telemetry=x");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.err, "--numerics-telemetry")) << r.err;
+
+  // The checkpoint's precision map is kept: another recipe on resume is refused, unless allowed.
+  r = run_cli("train --resume '" + run + "' --steps 5 --recipe bf16 --quiet");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.err, "another precision map")) << r.err;
+  EXPECT_TRUE(contains(r.err, "precision.format: \"e4m3\" vs \"bf16\"")) << r.err;
+  r = run_cli("train --resume '" + run + "' --steps 5 --quiet");
+  EXPECT_EQ(r.status, 0) << r.err;
+  const json cfg = json::parse(testing::slurp(run + "/config.json"));
+  EXPECT_EQ(cfg["precision"]["recipe"], "fp8");
+  EXPECT_EQ(cfg["precision"]["scaling"], "delayed");
+  r = run_cli("train --resume '" + run + "' --steps 6 --recipe bf16 --allow-precision-change");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "precision map changed on resume")) << r.out;
+  EXPECT_EQ(json::parse(testing::slurp(run + "/config.json"))["precision"]["recipe"], "bf16");
+}
+
 }  // namespace
 }  // namespace tinyseek::train

@@ -18,6 +18,7 @@
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/io/checkpoint.h"
+#include "tinyseek/io/safetensors.h"
 #include "tinyseek/train/trainer.h"
 #include "trainer_test_util.h"
 
@@ -92,14 +93,24 @@ TEST(Trainer, GradAccumulationEqualsOneBigBatch) {
   }
 }
 
-class ResumeTest : public ::testing::TestWithParam<const char*> {};
+// One resume case: a name and the overrides that select the precision.
+struct ResumeCase {
+  const char* name;
+  std::vector<std::string> overrides;
+};
+class ResumeTest : public ::testing::TestWithParam<ResumeCase> {};
 
 TEST_P(ResumeTest, HalfThenResumeIsBitIdentical) {
   // MoE (router-bias updates), MTP, accumulation, warmup + cosine, evaluation in between.
-  const RunConfig rc = tiny_run_config({"steps=8", "grad_accum=2", "warmup_steps=2", "eval_every=3", "save_every=0",
-                                        std::string("moment_precision=") + GetParam()});
-  const std::string a = fresh_dir(std::string("resume_a_") + GetParam());
-  const std::string b = fresh_dir(std::string("resume_b_") + GetParam());
+  std::vector<std::string> overrides = {"steps=8", "grad_accum=2", "warmup_steps=2", "eval_every=3", "save_every=0"};
+  for (const std::string& o : GetParam().overrides) overrides.push_back(o);
+  const RunConfig rc = tiny_run_config(overrides);
+  const std::string name = GetParam().name;
+  std::printf("  case %s: precision recipe %s, scaling %s, moments %s\n", name.c_str(), rc.model.precision.recipe.c_str(),
+              rc.model.precision.scaling == model::Scaling::kDelayed ? "delayed" : "online",
+              rc.model.precision.optimizer_moments == model::StoreFormat::kBf16 ? "bf16" : to_string(rc.hyper.adamw.moments));
+  const std::string a = fresh_dir("resume_a_" + name);
+  const std::string b = fresh_dir("resume_b_" + name);
   Trainer ta(rc.model, rc.hyper, memory_data(rc.model.vocab_size), quiet(a));
   ta.init_fresh();
   ASSERT_EQ(ta.run(8), Trainer::Stop::kReachedStep);
@@ -126,7 +137,7 @@ TEST_P(ResumeTest, HalfThenResumeIsBitIdentical) {
   ASSERT_EQ(pa.size(), pb.size());
   size_t differing = 0;
   for (size_t i = 0; i < pa.size(); ++i) differing += std::memcmp(&pa[i], &pb[i], sizeof(float)) != 0;
-  std::printf("  final weights: %zu of %zu floats differ bitwise; moments %s\n", differing, pa.size(), GetParam());
+  std::printf("  final weights: %zu of %zu floats differ bitwise\n", differing, pa.size());
   EXPECT_EQ(differing, 0u);
   const auto& reg = ta.model().registry();
   for (size_t id = 0; id < reg.size(); ++id) {
@@ -137,9 +148,23 @@ TEST_P(ResumeTest, HalfThenResumeIsBitIdentical) {
   }
   EXPECT_EQ(ta.optimizer().step_count(), tb.optimizer().step_count());
   EXPECT_EQ(ta.loader_state(), tb.loader_state());
+  // The amax histories at step 8 (written oldest first, so the bytes compare directly).
+  const std::string sa = testing::slurp_file(a + "/checkpoint/scaling.safetensors");
+  const std::string sb = testing::slurp_file(b + "/checkpoint/scaling.safetensors");
+  const size_t histories = io::SafetensorsReader(a + "/checkpoint/scaling.safetensors").tensors().size();
+  std::printf("  scaling.safetensors: %zu bytes, %zu amax histories, identical: %s\n", sa.size(), histories,
+              sa == sb ? "yes" : "NO");
+  EXPECT_EQ(sa, sb);
+  EXPECT_EQ(histories > 0, rc.model.precision.scaling == model::Scaling::kDelayed);
 }
 
-INSTANTIATE_TEST_SUITE_P(Moments, ResumeTest, ::testing::Values("fp32", "bf16"));
+INSTANTIATE_TEST_SUITE_P(Precision, ResumeTest,
+                         ::testing::Values(ResumeCase{"fp32", {"moment_precision=fp32"}},
+                                           ResumeCase{"bf16_moments", {"moment_precision=bf16"}},
+                                           ResumeCase{"fp8", {"precision.recipe=fp8"}},
+                                           ResumeCase{"fp8_delayed", {"precision.recipe=fp8", "precision.scaling=delayed",
+                                                                      "precision.amax_history=4"}}),
+                         [](const ::testing::TestParamInfo<ResumeCase>& i) { return std::string(i.param.name); });
 
 TEST(Trainer, NonFiniteStepIsSkippedThenAborts) {
   const RunConfig rc = tiny_run_config({"max_bad_steps=3"});

@@ -2,6 +2,8 @@
 // streams with learnable structure.
 #pragma once
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,11 @@ inline TrainData memory_data(int64_t vocab, uint64_t seed = 3) {
   d.train = data::TokenSplit::from_tokens(markov_tokens(20000, 61, seed), vocab);
   d.val = data::TokenSplit::from_tokens(markov_tokens(3000, 61, seed + 100), vocab);
   return d;
+}
+
+inline std::string slurp_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 // A fresh empty directory under the test temp dir.

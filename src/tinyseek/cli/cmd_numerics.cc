@@ -133,9 +133,7 @@ void add_numerics(CLI::App& app) {
   acc->add_flag("--json", acc_json, "machine-readable output");
   acc->callback([] { run_accumulation(k, trials, seed, bits, group, promote, inputs, acc_json); });
 
-  CLI::App* rec = num->add_subcommand("recipes", "train several precision recipes and compare [not built yet]");
-  rec->allow_extras();
-  rec->callback([] { throw NotBuilt{"numerics recipes", "#6"}; });
+  add_numerics_recipes(*num);  // cmd_numerics_recipes.cc
 }
 
 }  // namespace tinyseek::cli

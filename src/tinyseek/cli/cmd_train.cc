@@ -26,7 +26,27 @@ struct TrainArgs {
   std::vector<std::string> data;
   int64_t steps = -1;
   bool quiet = false;
+  // --numerics-telemetry [N]: given (telemetry_given), with N or "" for the default.
+  bool telemetry_given = false;
+  std::string telemetry_every;
+  bool allow_precision_change = false;
 };
+
+// The telemetry interval: N as given, else the run's eval_every, else 10.
+int64_t telemetry_interval(const TrainArgs& a, const train::RunConfig& rc) {
+  if (!a.telemetry_given) return 0;
+  if (a.telemetry_every.empty()) return rc.hyper.run.eval_every > 0 ? rc.hyper.run.eval_every : 10;
+  int64_t n = 0;
+  size_t used = 0;
+  try {
+    n = std::stoll(a.telemetry_every, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  TS_CHECK(used == a.telemetry_every.size() && n > 0, "--numerics-telemetry takes an optional positive step "
+           "interval, got '" << a.telemetry_every << "'", "write --numerics-telemetry=N or --numerics-telemetry N");
+  return n;
+}
 
 volatile std::sig_atomic_t g_stop = 0;
 
@@ -92,13 +112,13 @@ int run_train(const TrainArgs& a, const std::vector<std::string>& overrides) {
     j = train::read_config_file(a.config);
     source = a.config;
   }
-  if (!a.recipe.empty()) {
-    if (!j["precision"].is_object()) j["precision"] = nlohmann::json::object();
-    j["precision"]["recipe"] = a.recipe;
-  }
+  // --recipe sets every field: the config's (or resumed checkpoint's) section is replaced;
+  // precision.<field>=<value> overrides then apply on top.
+  if (!a.recipe.empty()) j["precision"] = nlohmann::json{{"recipe", a.recipe}};
   // --steps N: train until global step N; a fresh run without training.steps plans N steps.
   std::vector<std::string> all_overrides = overrides;
   train::RunConfig rc = train::parse_run_config(j, all_overrides, source);
+  const int64_t telemetry_every = telemetry_interval(a, rc);
   int64_t until = a.steps >= 0 ? a.steps : rc.hyper.run.steps;
   TS_CHECK(until > 0, "no step count: pass --steps N or set training.steps", "e.g. --steps 200");
   if (rc.hyper.run.steps == train::TrainHyper::kUnset) {
@@ -121,6 +141,8 @@ int run_train(const TrainArgs& a, const std::vector<std::string>& overrides) {
   opt.run_dir = run_dir;
   opt.print = !a.quiet;
   opt.stop_flag = &g_stop;
+  opt.telemetry_every = telemetry_every;
+  opt.allow_precision_change = a.allow_precision_change;
   train::Trainer trainer(rc.model, rc.hyper, std::move(data), opt);
   if (a.resume.empty()) {
     trainer.init_fresh();
@@ -157,11 +179,32 @@ void add_train(CLI::App& app) {
   c->add_option("--resume", args->resume, "continue the run in this directory bit-identically");
   c->add_option("--recipe", args->recipe, "precision recipe: fp32 | bf16 | fp8 (= precision.recipe=...)");
   c->add_flag("--quiet", args->quiet, "no start-up summary or progress lines");
+  CLI::Option* tel = c->add_option("--numerics-telemetry", args->telemetry_every,
+                                   "every N steps (default: eval_every) measure every quantized GEMM against its "
+                                   "FP32 shadow for one step: metrics.jsonl \"numerics\" + an end-of-run table")
+                         ->expected(0, 1)
+                         ->type_name("[N]");
+  c->add_flag("--allow-precision-change", args->allow_precision_change,
+              "with --resume: continue under a precision map other than the checkpoint's (moments converted, "
+              "amax histories restarted); without it such a resume is refused");
   c->allow_extras();
   c->footer("Extra arguments key=value override config keys: lr=1e-3 steps=500 batch_size=16 "
             "precision.recipe=bf16 hidden_size=128 (see src/tinyseek/train/hyper.h).");
-  c->callback([args, c] {
-    const int rc = run_train(*args, c->remaining());
+  c->callback([args, c, tel] {
+    args->telemetry_given = tel->count() > 0;
+    std::vector<std::string> overrides = c->remaining();
+    // `--data D lr=1e-3`: the multi-value --data swallowed overrides; give them back.
+    std::erase_if(args->data, [&](const std::string& d) {
+      const bool is_override = d.find('=') != std::string::npos && !fs::exists(d);
+      if (is_override) overrides.push_back(d);
+      return is_override;
+    });
+    // `--numerics-telemetry lr=1e-3`: the optional value swallowed an override; give it back.
+    if (args->telemetry_every.find('=') != std::string::npos) {
+      overrides.push_back(args->telemetry_every);
+      args->telemetry_every.clear();
+    }
+    const int rc = run_train(*args, overrides);
     if (rc != 0) throw CLI::RuntimeError(rc);
   });
 }

@@ -5,6 +5,7 @@
 namespace tinyseek::cli {
 
 void add_numerics(CLI::App& app);
+void add_numerics_recipes(CLI::App& numerics);  // `numerics recipes`, called by add_numerics
 void add_bench(CLI::App& app);  // bench gemm (step, decode: not built yet)
 void add_tokenizer(CLI::App& app);
 void add_prepare(CLI::App& app);

@@ -1,8 +1,10 @@
 // Checkpoint directories: atomic save, lookup, and the model weights.
 //
 // A run directory holds one current checkpoint and the run's logs:
-//   RUN/step-00000040/        config.json, model.safetensors, tokenizer.json,
-//                             optimizer.safetensors, trainer_state.json (complete, fsync'ed)
+//   RUN/step-00000040/        config.json (with the resolved precision map), model.safetensors,
+//                             tokenizer.json, optimizer.safetensors, scaling.safetensors
+//                             (delayed-scaling amax histories), trainer_state.json
+//                             (complete, fsync'ed; the last three: train/state.h)
 //   RUN/checkpoint -> step-00000040            the current checkpoint (a relative symlink)
 //   RUN/config.json -> checkpoint/config.json  (and one such link per checkpoint file, so
 //                             RUN itself looks like a Hugging Face model directory)
@@ -27,7 +29,8 @@ namespace tinyseek::io {
 // The files of a tinyseek checkpoint, in the order they are written.
 inline const std::vector<std::string>& checkpoint_files() {
   static const std::vector<std::string> kFiles = {"config.json", "model.safetensors", "tokenizer.json",
-                                                  "optimizer.safetensors", "trainer_state.json"};
+                                                  "optimizer.safetensors", "scaling.safetensors",
+                                                  "trainer_state.json"};
   return kFiles;
 }
 

@@ -4,7 +4,9 @@
 // loss_mtp (list per depth), loss_balance, lr, grad_norm, tokens_per_s, ms, mfu (null if
 // the peak is unknown), imbalance, mtp_lambda, tokens (seen so far), skipped. Evaluation
 // lines: step, val_loss, val_perplexity, val_bits_per_byte, val_tokens (and no `loss`
-// key, so scripts tell the kinds apart).
+// key, so scripts tell the kinds apart). With --numerics-telemetry, the training line of
+// every telemetry step also has "numerics" (model::linear_telemetry_json: per Linear and
+// summed per GEMM role, SQNR / relative error / saturation / underflow / scale stats).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -46,5 +48,17 @@ std::string loss_plot_svg(const std::vector<CurvePoint>& train, const std::vecto
                           const std::string& title);
 void write_loss_plot(const std::string& path, const std::vector<CurvePoint>& train,
                      const std::vector<CurvePoint>& val, const std::string& title);
+
+// Several runs on one chart (`tinyseek numerics recipes`): one colour per series (in
+// order, from series_colors(); earlier series drawn wider so overlapping curves stay
+// visible), its train curve smoothed and solid, its val curve dashed with points; the
+// legend names each series and the two line styles.
+struct LossSeries {
+  std::string label;
+  std::vector<CurvePoint> train, val;
+};
+const std::vector<std::string>& series_colors();
+std::string loss_overlay_svg(const std::vector<LossSeries>& series, const std::string& title);
+void write_loss_overlay(const std::string& path, const std::vector<LossSeries>& series, const std::string& title);
 
 }  // namespace tinyseek::train

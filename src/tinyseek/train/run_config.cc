@@ -39,7 +39,11 @@ void apply_override(json& j, const std::string& assignment) {
            "write e.g. lr=1e-3 or precision.recipe=bf16 (options start with --)");
   const std::string key = assignment.substr(0, eq);
   const json value = parse_value(assignment.substr(eq + 1));
-  if (key.rfind("precision.", 0) == 0) {
+  if (key == "precision.recipe") {
+    // A recipe sets every field (model/precision.h): earlier fields, e.g. the resolved map
+    // of a resumed run's config.json, must not survive it.
+    j["precision"] = json{{"recipe", value}};
+  } else if (key.rfind("precision.", 0) == 0) {
     if (!j["precision"].is_object()) j["precision"] = json::object();
     j["precision"][key.substr(10)] = value;
   } else if (key.rfind("training.", 0) == 0) {

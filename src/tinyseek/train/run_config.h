@@ -3,7 +3,9 @@
 //
 // Overrides are "key=value". The value is read as JSON when it parses (3e-4, 12, true,
 // null, "text") and as a plain string otherwise (cosine). The key picks the section:
-//   precision.<field>   the precision map (model/precision.h)
+//   precision.<field>   the precision map (model/precision.h); precision.recipe=<name>
+//                       replaces the whole section (a recipe sets every field), so put
+//                       field overrides after it
 //   training.<key>      the training section
 //   <model key>         a top-level Hugging Face key (hidden_size, vocab_size, ...)
 //   anything else       the training section (lr=1e-3, steps=200); a typo is rejected

@@ -13,6 +13,7 @@
 #include "tinyseek/bench/peak.h"
 #include "tinyseek/data/prepare.h"
 #include "tinyseek/io/checkpoint.h"
+#include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/precision.h"
 #include "tinyseek/model/recompute.h"
 #include "tinyseek/numerics/simd.h"
@@ -104,6 +105,31 @@ void Trainer::init_fresh() {
   if (!opt_.run_dir.empty()) metrics_ = MetricsLog(opt_.run_dir, -1);
 }
 
+namespace {
+
+// "precision.<field>: <checkpoint> vs <now>" for every field where the maps differ.
+std::vector<std::string> precision_differences(const model::PrecisionMap& saved, const model::PrecisionMap& now) {
+  const json a = model::precision_to_json(saved), b = model::precision_to_json(now);
+  std::vector<std::string> out;
+  for (const auto& [k, v] : a.items())
+    if (!b.contains(k) || b[k] != v) out.push_back("precision." + k + ": " + v.dump() + " vs " + (b.contains(k) ? b[k].dump() : "-"));
+  return out;
+}
+
+// Evaluation forwards quantize without recording amaxes; restores recording on any exit.
+class AmaxRecordingPaused {
+ public:
+  explicit AmaxRecordingPaused(const model::Registry& r) : r_(r) { model::set_linear_amax_recording(r_, false); }
+  ~AmaxRecordingPaused() { model::set_linear_amax_recording(r_, true); }
+  AmaxRecordingPaused(const AmaxRecordingPaused&) = delete;
+  AmaxRecordingPaused& operator=(const AmaxRecordingPaused&) = delete;
+
+ private:
+  const model::Registry& r_;
+};
+
+}  // namespace
+
 void Trainer::resume(const std::string& run_dir) {
   const std::string dir = io::resolve_checkpoint_dir(run_dir);
   const json saved = io::read_json_file(dir + "/config.json", "checkpoint config");
@@ -114,8 +140,24 @@ void Trainer::resume(const std::string& run_dir) {
     TS_FAIL("checkpoint " << dir << " was written for another model config (checkpoint vs current):" << list,
             "resume with the run's own config (omit --config) or start a new run with --out");
   }
+  // The map the checkpoint trained with (a config without a precision section is fp32).
+  const model::PrecisionMap saved_precision =
+      model::precision_from_json(saved.value("precision", json::object()), dir + "/config.json: precision");
+  const std::vector<std::string> pdiff = precision_differences(saved_precision, cfg_.precision);
+  if (!pdiff.empty()) {
+    std::string list;
+    for (const std::string& d : pdiff) list += "\n    " + d;
+    TS_CHECK(opt_.allow_precision_change, "checkpoint " << dir << " was trained with another precision map "
+             "(checkpoint vs current):" << list,
+             "resume with the checkpoint's map (omit --recipe and precision.* overrides), or pass "
+             "--allow-precision-change to continue under the new map (not bit-identical to either run)");
+    if (opt_.print)
+      std::printf("precision map changed on resume (checkpoint vs now):%s\n(optimizer moments converted if needed, "
+                  "delayed-scaling histories start afresh)\n", list.c_str());
+  }
   io::load_model_safetensors(model_->registry(), dir + "/model.safetensors");
-  load_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors");
+  load_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors", !pdiff.empty());
+  if (pdiff.empty()) load_scaling_state(model_->registry(), dir + "/scaling.safetensors");
   const TrainerState st = read_trainer_state(dir + "/trainer_state.json");
   check_router_biases(st, model_->registry());
   TS_CHECK(st.loader.window == loader_->window(), "checkpoint " << dir << " was trained with seq_len "
@@ -150,6 +192,8 @@ StepRecord Trainer::train_step() {
   set_mtp_lambda(rec.mtp_lambda);
   model::Registry& reg = model_->registry();
   reg.zero_grad();
+  const bool telemetry = opt_.telemetry_every > 0 && (step_ + 1) % opt_.telemetry_every == 0;
+  if (telemetry) model::set_linear_telemetry(reg, true);
 
   const std::vector<int64_t> moe = model_->moe_layers();
   const int64_t E = cfg_.n_routed_experts;
@@ -170,6 +214,13 @@ StepRecord Trainer::train_step() {
   rec.losses = {sum.loss * inv_k, sum.loss_main * inv_k, sum.loss_mtp, sum.loss_balance * inv_k};
   for (double& x : rec.losses.loss_mtp) x *= inv_k;
   if (opt_.after_backward) opt_.after_backward(step_, reg);
+  if (telemetry) {
+    // Forward and backward of every micro-batch are done: the step's GEMMs are all in.
+    const std::vector<model::LinearTelemetryRecord> records = model::collect_linear_telemetry(reg, true);
+    model::set_linear_telemetry(reg, false);
+    rec.numerics = model::linear_telemetry_json(records);
+    telemetry_.add_step(records);
+  }
 
   // The step's gradient is Σ/k: its norm is the raw norm / k, and 1/k joins the clip factor.
   const ClipResult clip = clip_gradients(reg, 0.0);
@@ -212,6 +263,7 @@ EvalResult Trainer::evaluate(int64_t max_batches) {
   const int64_t B = hyper_.run.batch_size, T = hyper_.run.seq_len;
   data::WindowLoader val(data_.val, data::LoaderOptions{T + 1, 0, 0, false});
   set_mtp_lambda(lambda_.at(step_));
+  const AmaxRecordingPaused paused(model_->registry());
   double nats = 0;
   int64_t rows_total = 0;
   for (int64_t b = 0; max_batches <= 0 || b < max_batches; ++b) {
@@ -287,6 +339,7 @@ void Trainer::save_checkpoint() {
     io::write_model_safetensors(model_->registry(), dir + "/model.safetensors");
     if (!data_.tokenizer_json.empty()) io::write_file_synced(dir + "/tokenizer.json", data_.tokenizer_json);
     write_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors");
+    write_scaling_state(model_->registry(), dir + "/scaling.safetensors");
     write_trainer_state(st, dir + "/trainer_state.json");
   });
   last_save_step_ = step_;
@@ -309,6 +362,9 @@ void Trainer::print_header(int64_t until) {
   std::printf("threads %d, SIMD %s, peak %s\n", max_threads(), to_string(simd_path()),
               peak_gflops_ ? (human(*peak_gflops_ * 1e9) + "FLOP/s").c_str() : "unknown");
   std::printf("precision:\n%s", model::precision_table(cfg_.precision, cfg_.num_hidden_layers).c_str());
+  if (opt_.telemetry_every > 0)
+    std::printf("numerics telemetry: every %lld steps (metrics.jsonl \"numerics\"; shadow GEMMs make those steps slower)\n",
+                static_cast<long long>(opt_.telemetry_every));
   std::fflush(stdout);
 }
 
@@ -328,6 +384,7 @@ void Trainer::log_step(const StepRecord& r, int64_t until) {
   j["mtp_lambda"] = r.mtp_lambda;
   j["tokens"] = r.tokens;
   j["skipped"] = r.skipped;
+  if (r.numerics) j["numerics"] = *r.numerics;
   // JSON has no NaN: a skipped step's non-finite values are written as null.
   for (const char* key : {"loss", "loss_main", "loss_balance", "grad_norm"})
     if (!std::isfinite(j[key].get<double>())) j[key] = nullptr;
@@ -401,12 +458,14 @@ Trainer::Stop Trainer::run(int64_t until) {
   if (opt_.stop_flag && *opt_.stop_flag) {
     save_checkpoint();
     write_plot();
+    if (opt_.print && !telemetry_.empty()) std::printf("%s", telemetry_.table().c_str());
     if (opt_.print) std::printf("stopped by a signal at step %lld; checkpoint saved\n", static_cast<long long>(step_));
     return Stop::kSignal;
   }
   if (last_eval_step_ != step_) log_eval(evaluate(r.eval_batches));
   save_checkpoint();
   write_plot();
+  if (opt_.print && !telemetry_.empty()) std::printf("%s", telemetry_.table().c_str());
   return Stop::kReachedStep;
 }
 

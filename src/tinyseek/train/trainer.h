@@ -8,9 +8,22 @@
 // as it reads the gradients (with the clip factor), so no extra pass over memory.
 //
 // Determinism and resume: the state that decides the next step is the parameters (incl.
-// router biases), the AdamW moments and step count, the loader position and the global
-// step; every schedule is a function of the global step. All of it is in the checkpoint,
-// so N steps == N/2 steps + resume + N/2 steps bit for bit.
+// router biases), the AdamW moments and step count, the loader position, the global step
+// and, with delayed scaling, every Linear's amax histories; every schedule is a function
+// of the global step. All of it is in the checkpoint, so N steps == N/2 steps + resume +
+// N/2 steps bit for bit, for every precision recipe.
+//
+// Precision map and resume: the checkpoint's config.json holds the resolved map. A resume
+// whose map differs (another recipe, a precision.* override) is refused with the list of
+// differing fields, because the run would no longer be the one that was saved; with
+// TrainerOptions::allow_precision_change (`--allow-precision-change`) it continues under
+// the new map: optimizer moments are converted if their format changed and the
+// delayed-scaling histories start afresh (their shape depends on the map).
+//
+// Evaluation changes no training numerics: it quantizes with the current histories but
+// records no amaxes (model::set_linear_amax_recording), so a run with evaluations trains
+// bit for bit like one without. Telemetry (TrainerOptions::telemetry_every) runs extra
+// shadow GEMMs only and changes no bit either.
 #pragma once
 #include <csignal>
 #include <cstdint>
@@ -28,6 +41,7 @@
 #include "tinyseek/train/adamw.h"
 #include "tinyseek/train/hyper.h"
 #include "tinyseek/train/metrics.h"
+#include "tinyseek/train/telemetry.h"
 
 namespace tinyseek::train {
 
@@ -48,6 +62,8 @@ struct StepRecord {
   std::optional<double> mfu;
   int64_t tokens = 0;  // tokens seen so far
   bool skipped = false;
+  // Telemetry step only: model::linear_telemetry_json of this step (metrics.jsonl "numerics").
+  std::optional<nlohmann::json> numerics;
 };
 
 struct EvalResult {
@@ -61,6 +77,10 @@ struct TrainerOptions {
   bool print = true;          // start-up summary and progress lines on stdout
   // Checked after every step; when set, the loop saves a checkpoint and returns.
   const volatile std::sig_atomic_t* stop_flag = nullptr;
+  // Numerics telemetry for one step every N steps (0: never); see train/telemetry.h.
+  int64_t telemetry_every = 0;
+  // Resume under a precision map other than the checkpoint's (see above).
+  bool allow_precision_change = false;
   // Tests: called after the micro-batches' backward, before clipping (fault injection).
   std::function<void(int64_t step, model::Registry&)> after_backward;
 };
@@ -90,6 +110,8 @@ class Trainer {
   const AdamW& optimizer() const { return *adamw_; }
   const data::LoaderState loader_state() const { return loader_->state(); }
   const MetricsLog& metrics() const { return metrics_; }
+  // Telemetry summed over this process's telemetry steps.
+  const TelemetryTotals& telemetry() const { return telemetry_; }
   // The config.json a checkpoint of this run holds (HF keys + training + precision).
   nlohmann::json run_config_json() const;
   // Approximate training FLOPs per token (6 × active matmul parameters + attention).
@@ -116,6 +138,7 @@ class Trainer {
   double last_lr_ = 0;
   std::vector<int32_t> batch_;  // [B, T+1]
   MetricsLog metrics_;
+  TelemetryTotals telemetry_;
   std::optional<double> peak_gflops_;
 };
 
