@@ -43,10 +43,18 @@
 //     portable      4 x 8    FP32 (plain C++; FP8/BF16 decoded exactly to FP32)
 //   Blocking (Zen 5: 48 KiB L1d, 1 MiB L2 per core): kc = the whole promotion groups that
 //   fit in 256 k-steps (512 k for BF16 pairs, 256 for FP32: a 32 KiB B micro-panel in L1),
-//   mc <= 128 rows (a 128 KiB A block in L2), nc <= 1024 columns per task; mc and nc shrink
-//   so that the tasks split evenly over the threads.
-//   Loops: tasks (mc x nc blocks of C, taken by the threads in turn) -> kc blocks (pack the A
-//   block) -> NR panels -> MR panels -> micro-kernel over the block's groups.
+//   A blocks of <= 128 rows (a 128 KiB A block in L2), tasks of <= 1024 columns.
+//   B packing, when gemm() gets an unpacked B: a packed op(B) of <= 1 MiB (expert-sized
+//   GEMMs) is packed by every task for its own columns, so no packed data crosses cores and
+//   no barrier waits; the task grid then minimises the estimated time of the slowest thread
+//   (multiply-adds, repeated packing, operands read from the other core's cache). Larger B
+//   is packed once by all threads, then shared; tasks are mc x nc blocks that split evenly.
+//   A: BF16 (FP32) op(A) = A is read in place by the micro-kernel when its rows already are
+//   the packed row layout (even K and G, even ld); otherwise packed per block (FP8 widened
+//   to BF16 exactly: lookup tables, with AVX512-VBMI byte lookups where the CPU has them).
+//   Loops: tasks (taken by the threads in turn) -> [pack the task's B panels] -> A blocks
+//   -> kc blocks (pack the A block) -> NR panels -> MR panels -> micro-kernel over the
+//   block's groups.
 //   Per group g the micro-kernel computes, for its MR x NR tile,
 //     P = Σ_{k in g} a·b   in FP32 from +0, in k order (BF16: vdpbf16ps adds the odd then
 //                          the even product of each k-pair; a group of odd length is padded

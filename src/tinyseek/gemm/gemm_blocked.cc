@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/numerics/simd.h"
@@ -40,6 +41,12 @@ bool scales_uniform_per_panel(const Matrix& B, int nr) {
   const int64_t extent_n = B.trans ? B.grid.tile_rows : B.grid.tile_cols;
   return extent_n % nr == 0 || extent_n >= B.op_cols();
 }
+
+// Packed B up to this size is packed per task (PackJob): at most this much per thread,
+// and a few tasks' worth of repeated packing is cheaper than sharing it across cores.
+// 1 MiB: the expert-sized GEMMs (B <= 512 x 256) are per task, the transformer-sized
+// ones (B >= 1024 x 1024) shared. Tests move it (set_per_task_b_limit).
+size_t g_per_task_b_bytes = size_t{1} << 20;
 
 size_t panel_units(int64_t N, const KLayout& kl, int nr) {
   return static_cast<size_t>(ceil_div(N, nr) * nr * kl.steps_total());
@@ -79,6 +86,8 @@ Backend resolve_backend(Backend requested) {
 }
 
 }  // namespace
+
+size_t set_per_task_b_limit(size_t bytes) { return std::exchange(g_per_task_b_bytes, bytes); }
 
 KLayout make_klayout(int64_t K, int64_t G, int64_t width) {
   KLayout kl;
@@ -135,16 +144,20 @@ void pack_b_scales(float* sb, const Matrix& B, const KLayout& kl, int nr, int64_
     for (int i = 0; i < valid; ++i) col_part[i] = at.col_part(j * nr + i);
     for (int64_t g = 0; g < kl.groups; ++g) {
       const int64_t row_part = at.row_part(g * kl.G);
-      float* d = sb + (j * kl.groups + g) * nr;
+      float* d = sb + ((j - j0) * kl.groups + g) * nr;
       for (int i = 0; i < nr; ++i) d[i] = i < valid ? B.scales[row_part + col_part[i]] : 0.0f;
     }
   }
 }
 
-BlockPlan plan_blocks(int64_t M, int64_t N, const KLayout& kl, int mr, int nr, int64_t mc_max, int64_t nc_max,
-                      int64_t kc_steps, int threads) {
+namespace {
+
+// The size (a multiple of unit) of `blocks` near-equal blocks covering n.
+int64_t even_blocks(int64_t n, int64_t blocks, int64_t unit) { return ceil_div(ceil_div(n, unit), blocks) * unit; }
+
+// Shared B: the cache blocks are the tasks.
+BlockPlan plan_shared(int64_t M, int64_t N, int mr, int nr, int64_t mc_max, int64_t nc_max, int threads) {
   BlockPlan p;
-  p.kc_groups = std::clamp<int64_t>(kc_steps / std::max<int64_t>(kl.steps_full, 1), 1, std::max<int64_t>(kl.groups, 1));
   const int64_t panels_m = ceil_div(M, mr), panels_n = ceil_div(N, nr);
   int64_t bm = ceil_div(M, mc_max), bn = ceil_div(N, nc_max);
   // Few tasks: look for a nearby task grid that divides evenly among the threads (a
@@ -155,15 +168,83 @@ BlockPlan plan_blocks(int64_t M, int64_t N, const KLayout& kl, int mr, int nr, i
     for (int64_t tm = bm; tm <= std::min(panels_m, bm + threads); ++tm)
       for (int64_t tn = bn; tn <= std::min(panels_n, bn + threads); ++tn) {
         // Real block counts after rounding block sizes up to whole panels.
-        const int64_t mc = ceil_div(panels_m, tm) * mr, nc = ceil_div(panels_n, tn) * nr;
+        const int64_t mc = even_blocks(M, tm, mr), nc = even_blocks(N, tn, nr);
         const int64_t rm = ceil_div(M, mc), rn = ceil_div(N, nc), tasks = rm * rn;
         const double eff = static_cast<double>(tasks) / (threads * ceil_div(tasks, threads));
         if (eff > best_eff + 1e-9) best_eff = eff, best_bm = tm, best_bn = tn;
       }
     bm = best_bm, bn = best_bn;
   }
-  p.mc = ceil_div(panels_m, bm) * mr;
-  p.nc = ceil_div(panels_n, bn) * nr;
+  p.mc = p.mc_sub = even_blocks(M, bm, mr);
+  p.nc = even_blocks(N, bn, nr);
+  return p;
+}
+
+// Estimated time of the slowest thread, in multiply-adds, for the tasks of an mc x nc grid
+// split evenly in order (thread t takes tasks [t·n/T, (t+1)·n/T): an approximation of
+// run_blocked's dynamic schedule, exact when there are as many tasks as threads): per task
+// its multiply-adds and packing; per thread the A rows and B columns it reads that the
+// producers of A and B (parallel loops over even row ranges) left in another core's cache.
+double per_task_time(int64_t M, int64_t N, int64_t K, int64_t mc, int64_t nc, int threads, const PackCosts& costs) {
+  const int64_t bm = ceil_div(M, mc), bn = ceil_div(N, nc), tasks = bm * bn;
+  double worst = 0;
+  for (int t = 0; t < threads; ++t) {
+    const int64_t lo = tasks * t / threads, hi = tasks * (t + 1) / threads;
+    if (lo == hi) continue;
+    double macs = 0, pack = 0;
+    // Tasks [lo, hi) in row-major order touch row blocks [lo/bn, (hi-1)/bn] and, unless
+    // they span a whole block row, column blocks [lo%bn, (hi-1)%bn].
+    for (int64_t task = lo; task < hi; ++task) {
+      const double rows = static_cast<double>(std::min(mc, M - task / bn * mc)),
+                   cols = static_cast<double>(std::min(nc, N - task % bn * nc));
+      macs += rows * cols;
+      pack += costs.a * rows + costs.b * cols;
+    }
+    const int64_t r0 = lo / bn * mc, r1 = std::min(M, ((hi - 1) / bn + 1) * mc);
+    const bool all_cols = hi - lo >= bn || (hi - 1) % bn < lo % bn;
+    const int64_t c0 = all_cols ? 0 : lo % bn * nc, c1 = all_cols ? N : std::min(N, ((hi - 1) % bn + 1) * nc);
+    // Rows [r0, r1) and columns [c0, c1) minus the thread's own even share of each.
+    auto outside = [&](int64_t a0, int64_t a1, int64_t n) {
+      const int64_t own0 = n * t / threads, own1 = n * (t + 1) / threads;
+      return static_cast<double>((a1 - a0) - std::max<int64_t>(0, std::min(a1, own1) - std::max(a0, own0)));
+    };
+    const double remote = costs.remote_a * outside(r0, r1, M) + costs.remote_b * outside(c0, c1, N);
+    worst = std::max(worst, macs + pack + remote);
+  }
+  return worst * static_cast<double>(K);
+}
+
+// Per-task B: every task packs its columns of B (and its rows of A, unless read in place)
+// again, so the grid trades balance against repeated packing: the least per_task_time
+// over grids of up to kMaxTasksPerThread tasks per thread (more only when N needs more
+// than that many nc_max-wide tasks). Estimates within 0.5% count as equal; then fewer
+// column blocks win (a row split matches how A and C are split everywhere else).
+BlockPlan plan_per_task(int64_t M, int64_t N, int64_t K, int mr, int nr, int64_t mc_max, int64_t nc_max, int threads,
+                        const PackCosts& costs) {
+  const int64_t panels_m = ceil_div(M, mr), panels_n = ceil_div(N, nr);
+  const int64_t tn_min = ceil_div(N, nc_max), max_tasks = std::max<int64_t>(kMaxTasksPerThread * threads, tn_min);
+  BlockPlan best;
+  double best_time = 0;
+  for (int64_t tn = tn_min; tn <= std::min(panels_n, max_tasks); ++tn)
+    for (int64_t tm = 1; tm <= panels_m && tm * tn <= max_tasks; ++tm) {
+      const int64_t mc = even_blocks(M, tm, mr), nc = even_blocks(N, tn, nr);
+      const double time = per_task_time(M, N, K, mc, nc, threads, costs);
+      if (best_time == 0 || time < best_time * 0.995) {
+        best_time = time;
+        best.mc = mc, best.nc = nc;
+      }
+    }
+  best.mc_sub = even_blocks(best.mc, ceil_div(best.mc, mc_max), mr);
+  return best;
+}
+
+}  // namespace
+
+BlockPlan plan_blocks(int64_t M, int64_t N, const KLayout& kl, int mr, int nr, int64_t mc_max, int64_t nc_max,
+                      int64_t kc_steps, int threads, const PackCosts& costs) {
+  BlockPlan p = costs.b > 0 ? plan_per_task(M, N, kl.K, mr, nr, mc_max, nc_max, threads, costs)
+                            : plan_shared(M, N, mr, nr, mc_max, nc_max, threads);
+  p.kc_groups = std::clamp<int64_t>(kc_steps / std::max<int64_t>(kl.steps_full, 1), 1, std::max<int64_t>(kl.groups, 1));
   p.blocks_m = ceil_div(M, p.mc);
   p.blocks_n = ceil_div(N, p.nc);
   return p;
@@ -179,13 +260,16 @@ void gemm_blocked(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const
   PanelsView view;
   view.kl = make_klayout(K, G, pairs ? 2 : 1);
   view.N = N, view.nr = nr, view.pairs = pairs;
-  // The calling thread's scratch: B is packed afresh on every call (pack_b avoids that).
+  view.scales_uniform = scales_uniform_per_panel(B, nr);
+  // B is packed afresh on every call (pack_b avoids that). Small B: by each task, for its
+  // own columns (PackJob); otherwise once, shared, into the calling thread's scratch.
+  if (panel_units(N, view.kl, nr) * sizeof(uint32_t) <= g_per_task_b_bytes)
+    return run(C, ldc, A, view, opt, backend, PackJob{&B});
   thread_local Scratch<uint32_t> units;
   thread_local Scratch<float> scales;
   uint32_t* u = units.get(panel_units(N, view.kl, nr));
   float* s = is_fp8(B.dtype) ? scales.get(scale_count(N, view.kl, nr)) : nullptr;
   view.units = u, view.scales = s;
-  view.scales_uniform = scales_uniform_per_panel(B, nr);
   run(C, ldc, A, view, opt, backend, PackJob{&B, u, s});
 }
 

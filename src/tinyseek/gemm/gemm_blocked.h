@@ -67,11 +67,19 @@ constexpr int kMaxMR = 16, kMaxNR = 64;
 // Scales of an A block: sa[(p·ng + g)·mr + i] = sA(m0 + p·mr + i, g0 + g), zero past M
 // (1 for a BF16/F32 A beside a scaled B).
 void pack_a_scales(float* sa, const Matrix& A, int64_t m0, int64_t rows, int64_t g0, int64_t ng, int64_t G, int mr);
-// Scales of B panels [j0, j1): sb[(j·groups + g)·nr + i] = sB(g, j·nr + i), zero past N.
+// Scales of B panels [j0, j1): sb[((j - j0)·groups + g)·nr + i] = sB(g, j·nr + i), zero past N.
 void pack_b_scales(float* sb, const Matrix& B, const KLayout& kl, int nr, int64_t j0, int64_t j1);
 
 // B to pack inside run_blocked's parallel region (gemm() with an unpacked B: one fork/join
-// per call instead of two, which matters for expert-sized GEMMs), or nothing (B.src null).
+// per call instead of two, which matters for expert-sized GEMMs), or nothing (src null).
+//   units non-null: shared packing. The threads pack all of op(B) into units / scales
+//                   (where PanelsView points), a barrier, then every task reads it.
+//   units null:     per-task packing. Each task packs the panels of its own columns into
+//                   its thread's scratch: no barrier and no packed data crossing cores
+//                   (a panel packed by the other core is read from that core's cache,
+//                   which cost more than packing it again: 12% of a 512x256x256 GEMM on
+//                   2 threads). For small B (gemm_blocked decides); the plan then weighs
+//                   the packing each task repeats against balance.
 struct PackJob {
   const Matrix* src = nullptr;
   uint32_t* units = nullptr;  // where PanelsView::units points
@@ -81,6 +89,9 @@ struct PackJob {
 // Per backend (gemm_avx512.cc / gemm_portable.cc). pack_b_*: the whole of op(B) in its own
 // parallel region (pack_b()).
 int avx512_nr(bool pairs);
+// Whether the AVX-512 packers widen FP8 with AVX512-VBMI byte lookups (default: when the
+// CPU has it). For tests: both ways must give the same bits. Returns the previous setting.
+bool avx512_set_vbmi(bool on);
 void pack_b_avx512(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl, bool pairs);
 void run_avx512(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
                 const PackJob& job);
@@ -90,19 +101,37 @@ void run_portable(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, c
                   const PackJob& job);
 
 // The blocked path of gemm() (validated operands, G from checked_promotion_interval,
-// opt.backend kAuto, kPortable or kAvx512): packs B into per-thread scratch while running.
+// opt.backend kAuto, kPortable or kAvx512): packs B while running (PackJob), per task when
+// the packed op(B) takes at most the per-task limit (1 MiB), else shared.
 void gemm_blocked(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOptions& opt, int64_t G);
+// For tests: sets the per-task limit in bytes (0: always shared); returns the previous one.
+size_t set_per_task_b_limit(size_t bytes);
 
-// How the output is cut into tasks (mc x nc blocks of C) and K into kc blocks.
+// Per-task plans have at most this many tasks per thread (more only when N needs more
+// nc_max-wide tasks): enough to balance, few enough that repeated packing stays small.
+constexpr int64_t kMaxTasksPerThread = 4;
+
+// How the output is cut into tasks (mc x nc blocks of C, any thread takes any task), each
+// task's rows into A blocks of mc_sub rows, and K into kc blocks.
 struct BlockPlan {
-  int64_t mc = 0, nc = 0, blocks_m = 0, blocks_n = 0, kc_groups = 1;
+  int64_t mc = 0, nc = 0, blocks_m = 0, blocks_n = 0, mc_sub = 0, kc_groups = 1;
   int64_t tasks() const { return blocks_m * blocks_n; }
 };
-// mc <= mc_max and nc <= nc_max (multiples of mr / nr), kc_groups = the groups that fit in
-// kc_steps k-steps. Enough tasks for `threads` and a task count that splits evenly when
-// tasks are few. Only the speed depends on the plan, never the bits.
+// What packing costs, per element, relative to one multiply-add of the kernel: A's (0 when
+// the kernel reads A in place) and B's when every task packs its own columns (per-task
+// packing), 0 when B is packed once for all tasks; and what reading an element of A or B
+// from another core's cache costs on top (per-task plans).
+struct PackCosts {
+  double a = 0, b = 0, remote_a = 0, remote_b = 0;
+};
+// Shared B (costs.b == 0): mc <= mc_max and nc <= nc_max (multiples of mr / nr), enough
+// tasks for `threads` and a task count that splits evenly when tasks are few; mc_sub = mc.
+// Per-task B (costs.b > 0): the task grid with the least estimated time per thread
+// (multiply-adds plus the packing each task repeats), tasks no wider than nc_max,
+// mc_sub <= mc_max. kc_groups = the groups that fit in kc_steps k-steps. Only the speed
+// depends on the plan, never the bits.
 BlockPlan plan_blocks(int64_t M, int64_t N, const KLayout& kl, int mr, int nr, int64_t mc_max, int64_t nc_max,
-                      int64_t kc_steps, int threads);
+                      int64_t kc_steps, int threads, const PackCosts& costs);
 
 // One micro-kernel call: an MR x NR tile of C over the groups of one kc block.
 struct MicroArgs {
@@ -133,9 +162,23 @@ namespace {
 // The templates below take a backend's Kernel, which provides:
 //   MR, NR                              the micro-tile
 //   kc_steps, mc_max, nc_max            the block plan's limits (plan_blocks)
-//   pack_b_panel(units, B, kl, j, scratch) and pack_b_scratch_units(kl): one NR panel of op(B)
+//   pack_b_panel(dst, B, kl, j, scratch) and pack_b_scratch_units(kl): panel j of op(B) into dst
 //   pack_a(dst, A, m0, rows, g0, ng, kl, S): ceil(rows/MR) panels of an A block
+//   reads_a_directly(A, kl): whether the kernel can broadcast units straight from A's
+//                        stored rows (row layout, stored element = unit), skipping pack_a
+//   pack_a_cost(dtype), pack_b_cost(dtype), remote_cost_per_byte: packing cost per
+//                        element and cost of a byte from another core's cache, in
+//                        multiply-adds (PackCosts, for the plan)
 //   select(scaled, step_layout) -> MicroKernel
+
+inline int dtype_bytes(DType d) { return d == DType::F32 ? 4 : (d == DType::BF16 ? 2 : 1); }
+
+// A's stored rows as row-layout units (when Kernel::reads_a_directly): element (r, k) of
+// op(A) = A starts the unit run, one row every a_direct_stride units.
+inline const uint32_t* a_direct_at(const Matrix& A, int64_t r, int64_t k) {
+  return reinterpret_cast<const uint32_t*>(static_cast<const char*>(A.data) + (r * A.ld + k) * dtype_bytes(A.dtype));
+}
+inline int64_t a_direct_stride(const Matrix& A) { return A.ld * dtype_bytes(A.dtype) / 4; }
 
 // Packs panels [0, panels) of op(B) and their scales, split over the threads of the
 // enclosing parallel region (an omp for: ends with a barrier). Dynamic schedule: a panel's
@@ -146,8 +189,8 @@ void pack_b_panels(const PackJob& job, const KLayout& kl, uint32_t* scratch) {
   const int64_t panels = (job.src->op_cols() + Kernel::NR - 1) / Kernel::NR;
 #pragma omp for schedule(dynamic, 2)
   for (int64_t j = 0; j < panels; ++j) {
-    Kernel::pack_b_panel(job.units, *job.src, kl, j, scratch);
-    if (job.scales) pack_b_scales(job.scales, *job.src, kl, Kernel::NR, j, j + 1);
+    Kernel::pack_b_panel(job.units + j * kl.steps_total() * Kernel::NR, *job.src, kl, j, scratch);
+    if (job.scales) pack_b_scales(job.scales + j * kl.groups * Kernel::NR, *job.src, kl, Kernel::NR, j, j + 1);
   }
 }
 
@@ -163,8 +206,8 @@ void pack_b_blocked(uint32_t* units, float* scales, const Matrix& B, const KLayo
   pack_b_panels<Kernel>(job, kl, all + thread_id() * per_thread);
 }
 
-// The loops of the blocked GEMM (gemm.h, "Blocked kernels"): one parallel region that first
-// packs B if `job` says so, then runs the tasks.
+// The loops of the blocked GEMM (gemm.h, "Blocked kernels"): one parallel region that
+// packs B as `job` says (PackJob), then runs the tasks.
 template <class Kernel>
 void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
                  const PackJob& job) {
@@ -172,20 +215,36 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
   static_assert(MR <= kMaxMR && NR <= kMaxNR, "the scale packers' scratch is sized by kMaxMR / kMaxNR");
   const int64_t M = A.op_rows(), N = B.N;
   const KLayout& kl = B.kl;
-  const bool scaled = is_fp8(A.dtype) || B.scales != nullptr;
+  const bool per_task_b = job.src && !job.units;
+  const bool b_scaled = per_task_b ? is_fp8(job.src->dtype) : B.scales != nullptr;
+  const bool scaled = is_fp8(A.dtype) || b_scaled;
   const bool step_layout = A.trans;
   const MicroKernel micro = Kernel::select(scaled, step_layout);
+  // BF16 (FP32) A in row layout is read in place: packing it would only copy it (8% of a
+  // 512x256x256 BF16 GEMM). Only a partial last MR panel is packed (zero rows past M).
+  const bool a_direct = Kernel::reads_a_directly(A, kl);
   const int threads = max_threads();
-  const BlockPlan plan = plan_blocks(M, N, kl, MR, NR, Kernel::mc_max, Kernel::nc_max, Kernel::kc_steps, threads);
-  const int64_t mc_pad = (plan.mc + MR - 1) / MR * MR, nc_pad = (plan.nc + NR - 1) / NR * NR;
-  const int64_t kc_units = plan.kc_groups * kl.steps_full;
-  // Per-thread slices of the calling thread's scratch: A block, its scales, running sums.
-  // Slices start on 64-byte boundaries (16 units): the packers use aligned vector stores.
-  const int64_t a_units = (mc_pad * kc_units + 15) / 16 * 16, sa_count = mc_pad * plan.kc_groups,
-                acc_count = mc_pad * nc_pad;
+  PackCosts costs;
+  if (!a_direct) costs.a = Kernel::pack_a_cost(A.dtype);
+  if (per_task_b) {
+    costs.b = Kernel::pack_b_cost(job.src->dtype);
+    costs.remote_a = Kernel::remote_cost_per_byte * dtype_bytes(A.dtype);
+    costs.remote_b = Kernel::remote_cost_per_byte * dtype_bytes(job.src->dtype);
+  }
+  const BlockPlan plan =
+      plan_blocks(M, N, kl, MR, NR, Kernel::mc_max, Kernel::nc_max, Kernel::kc_steps, threads, costs);
+  const int64_t mc_pad = (plan.mc_sub + MR - 1) / MR * MR, nc_pad = (plan.nc + NR - 1) / NR * NR;
+  const int64_t kc_units = plan.kc_groups * kl.steps_full, steps_total = kl.steps_total();
+  // Per-thread slices of the calling thread's scratch: A block, B panels (per-task
+  // packing) and the packers' scratch; A scales, B scales, running sums. Slices start on
+  // 64-byte boundaries (16 units): the packers use aligned vector stores.
+  auto round16 = [](int64_t n) { return (n + 15) / 16 * 16; };
+  const int64_t a_units = round16(mc_pad * kc_units), b_units = per_task_b ? round16(nc_pad * steps_total) : 0;
   const int64_t pack_units = job.src ? Kernel::pack_b_scratch_units(kl) : 0;
-  const int64_t per_thread_units = (a_units + pack_units + 15) / 16 * 16;
-  const int64_t per_thread_floats = (sa_count + acc_count + NR + 15) / 16 * 16;
+  const int64_t sa_count = round16(mc_pad * plan.kc_groups), sb_count = per_task_b && b_scaled ? round16(nc_pad * kl.groups) : 0;
+  const int64_t acc_count = mc_pad * nc_pad;
+  const int64_t per_thread_units = round16(a_units + b_units + pack_units);
+  const int64_t per_thread_floats = round16(sa_count + sb_count + acc_count + NR);
   thread_local Scratch<uint32_t> units_scratch;
   thread_local Scratch<float> float_scratch;
   uint32_t* units_all = units_scratch.get(static_cast<size_t>(per_thread_units * threads));
@@ -194,9 +253,12 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
   {
     const int t = thread_id();
     uint32_t* a_blk = units_all + t * per_thread_units;
-    if (job.src) pack_b_panels<Kernel>(job, kl, a_blk + a_units);
+    uint32_t* b_blk = a_blk + a_units;
+    uint32_t* pack_scratch = b_blk + b_units;
+    if (job.src && !per_task_b) pack_b_panels<Kernel>(job, kl, pack_scratch);
     float* sa_blk = floats_all + t * per_thread_floats;
-    float* acc = sa_blk + sa_count;
+    float* sb_blk = sa_blk + sa_count;
+    float* acc = sb_blk + sb_count;
     float* ones = acc + acc_count;  // sB of an unscaled B beside a scaled A
     std::fill(ones, ones + NR, 1.0f);
     MicroArgs x;
@@ -204,57 +266,84 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
     x.ldc = ldc;
     x.alpha = opt.alpha, x.beta = opt.beta;
     x.steps_full = kl.steps_full;
-    // Each task computes whole mc x nc tiles of C over all of K, so any thread may take any
-    // task (dynamic: the first free thread takes the next one) without changing a bit.
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < plan.tasks(); ++task) {
-      const int64_t ic = task / plan.blocks_n * plan.mc, jc = task % plan.blocks_n * plan.nc;
-      const int64_t rows_blk = std::min(plan.mc, M - ic), cols_blk = std::min(plan.nc, N - jc);
-      for (int64_t g0 = 0; g0 < kl.groups; g0 += plan.kc_groups) {
-        const int64_t ng = std::min(plan.kc_groups, kl.groups - g0);
-        const int64_t S = (ng - 1) * kl.steps_full + kl.group_steps(g0 + ng - 1);
-        Kernel::pack_a(a_blk, A, ic, rows_blk, g0, ng, kl, S);
-        if (scaled) pack_a_scales(sa_blk, A, ic, rows_blk, g0, ng, kl.G, MR);
-        x.groups = ng;
-        x.steps_last = kl.group_steps(g0 + ng - 1);
-        x.first = g0 == 0;
-        x.last = g0 + ng == kl.groups;
-        x.a_stride = S;
-        for (int64_t jr = 0; jr < cols_blk; jr += NR) {
-          const int64_t panel = (jc + jr) / NR;
-          x.b = B.units + (panel * kl.steps_total() + g0 * kl.steps_full) * NR;
-          if (B.scales) {
-            x.sb = B.scales + (panel * kl.groups + g0) * NR;
-            x.sb_gstride = NR;
-            x.sb_uniform = B.scales_uniform;
-          } else {
-            x.sb = ones;
-            x.sb_gstride = 0;
-            x.sb_uniform = true;
-          }
-          x.cols = static_cast<int>(std::min<int64_t>(NR, cols_blk - jr));
-          // The next panel's B block (S x NR units) is prefetched a slice per call.
-          const int64_t calls = (rows_blk + MR - 1) / MR, lines = S * NR * 4 / 64;
-          const int64_t per_call = (lines + calls - 1) / calls;
-          const char* b_next = reinterpret_cast<const char*>(x.b + kl.steps_total() * NR);
-          const bool has_next = jr + NR < cols_blk;
-          for (int64_t ir = 0; ir < rows_blk; ir += MR) {
-            x.a = a_blk + ir * S;
-            x.sa = sa_blk + ir * ng;
-            x.acc = acc + ir * nc_pad + jr;
-            x.c = C + (ic + ir) * ldc + jc + jr;
-            // The next call: the next MR rows, or the first rows of the next NR panel.
-            const bool next_row = ir + MR < rows_blk;
-            x.c_next = next_row ? x.c + MR * ldc : C + ic * ldc + jc + std::min(jr + NR, cols_blk - 1);
-            x.acc_next = next_row ? x.acc + MR * nc_pad : acc + std::min(jr + NR, nc_pad - NR);
-            x.rows = static_cast<int>(std::min<int64_t>(MR, rows_blk - ir));
-            x.b_pf = b_next + (ir / MR) * per_call * 64;
-            x.b_pf_lines = has_next ? std::min(per_call, lines - (ir / MR) * per_call) : 0;
-            micro(x);
+    // One task: whole mc x nc tiles of C over all of K, so any thread may take any task
+    // without changing a bit.
+    auto run_task = [&](int64_t task) {
+      const int64_t ic0 = task / plan.blocks_n * plan.mc, jc = task % plan.blocks_n * plan.nc;
+      const int64_t rows_task = std::min(plan.mc, M - ic0), cols_blk = std::min(plan.nc, N - jc);
+      // The task's B panels, panel jc / NR first: its own packed copy, or the shared ones.
+      const uint32_t* b_units = b_blk;
+      const float* b_scales = b_scaled ? sb_blk : nullptr;
+      if (per_task_b) {
+        const int64_t j0 = jc / NR, j1 = (jc + cols_blk + NR - 1) / NR;
+        for (int64_t j = j0; j < j1; ++j) {
+          Kernel::pack_b_panel(b_blk + (j - j0) * steps_total * NR, *job.src, kl, j, pack_scratch);
+          if (b_scaled) pack_b_scales(sb_blk + (j - j0) * kl.groups * NR, *job.src, kl, NR, j, j + 1);
+        }
+      } else {
+        b_units = B.units + jc / NR * steps_total * NR;
+        b_scales = B.scales ? B.scales + jc / NR * kl.groups * NR : nullptr;
+      }
+      for (int64_t ic = ic0; ic < ic0 + rows_task; ic += plan.mc_sub) {
+        const int64_t rows_blk = std::min(plan.mc_sub, ic0 + rows_task - ic);
+        for (int64_t g0 = 0; g0 < kl.groups; g0 += plan.kc_groups) {
+          const int64_t ng = std::min(plan.kc_groups, kl.groups - g0);
+          const int64_t S = (ng - 1) * kl.steps_full + kl.group_steps(g0 + ng - 1);
+          const int64_t rows_direct = a_direct ? rows_blk / MR * MR : 0;
+          if (rows_direct < rows_blk)
+            Kernel::pack_a(a_blk, A, ic + rows_direct, rows_blk - rows_direct, g0, ng, kl, S);
+          if (scaled) pack_a_scales(sa_blk, A, ic, rows_blk, g0, ng, kl.G, MR);
+          x.groups = ng;
+          x.steps_last = kl.group_steps(g0 + ng - 1);
+          x.first = g0 == 0;
+          x.last = g0 + ng == kl.groups;
+          for (int64_t jr = 0; jr < cols_blk; jr += NR) {
+            const int64_t panel = jr / NR;  // within the task
+            x.b = b_units + (panel * steps_total + g0 * kl.steps_full) * NR;
+            if (b_scales) {
+              x.sb = b_scales + (panel * kl.groups + g0) * NR;
+              x.sb_gstride = NR;
+              x.sb_uniform = B.scales_uniform;
+            } else {
+              x.sb = ones;
+              x.sb_gstride = 0;
+              x.sb_uniform = true;
+            }
+            x.cols = static_cast<int>(std::min<int64_t>(NR, cols_blk - jr));
+            // The next panel's B block (S x NR units) is prefetched a slice per call.
+            const int64_t calls = (rows_blk + MR - 1) / MR, lines = S * NR * 4 / 64;
+            const int64_t per_call = (lines + calls - 1) / calls;
+            const char* b_next = reinterpret_cast<const char*>(x.b + steps_total * NR);
+            const bool has_next = jr + NR < cols_blk;
+            for (int64_t ir = 0; ir < rows_blk; ir += MR) {
+              if (ir < rows_direct) {
+                x.a = a_direct_at(A, ic + ir, g0 * kl.G);
+                x.a_stride = a_direct_stride(A);
+              } else {
+                x.a = a_blk + (ir - rows_direct) * S;
+                x.a_stride = S;
+              }
+              x.sa = sa_blk + ir * ng;
+              x.acc = acc + ir * nc_pad + jr;
+              x.c = C + (ic + ir) * ldc + jc + jr;
+              // The next call: the next MR rows, or the first rows of the next NR panel.
+              const bool next_row = ir + MR < rows_blk;
+              x.c_next = next_row ? x.c + MR * ldc : C + ic * ldc + jc + std::min(jr + NR, cols_blk - 1);
+              x.acc_next = next_row ? x.acc + MR * nc_pad : acc + std::min(jr + NR, nc_pad - NR);
+              x.rows = static_cast<int>(std::min<int64_t>(MR, rows_blk - ir));
+              x.b_pf = b_next + (ir / MR) * per_call * 64;
+              x.b_pf_lines = has_next ? std::min(per_call, lines - (ir / MR) * per_call) : 0;
+              micro(x);
+            }
           }
         }
       }
-    }
+    };
+    // The first free thread takes the next task: on a shared machine a descheduled thread
+    // then does not hold the others up. (A static split, which keeps each thread's C tiles
+    // in its own cache across calls, measured only 0-3% faster in repeated calls.)
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t task = 0; task < plan.tasks(); ++task) run_task(task);
   }
 }
 

@@ -117,10 +117,9 @@ void micro(const MicroArgs& x) {
 }
 
 // Panel j of op(B): k-steps down, NR columns across.
-void pack_b_panel_portable(uint32_t* units, const Matrix& B, const KLayout& kl, int64_t j) {
+void pack_b_panel_portable(uint32_t* dst, const Matrix& B, const KLayout& kl, int64_t j) {
   const Decoder dec(B);
   const int64_t N = B.op_cols();
-  uint32_t* dst = units + j * kl.steps_total() * kNR;
   for (int64_t g = 0; g < kl.groups; ++g) {
     const int64_t len = kl.group_len(g);
     for (int64_t s = 0; s < kl.group_steps(g); ++s) {
@@ -137,13 +136,19 @@ struct Kernel {
   static constexpr int MR = kMR, NR = kNR;
   static constexpr int64_t kc_steps = 256, mc_max = 128, nc_max = 1024;
   static int64_t pack_b_scratch_units(const KLayout&) { return 0; }
-  static void pack_b_panel(uint32_t* units, const Matrix& B, const KLayout& kl, int64_t j, uint32_t*) {
-    pack_b_panel_portable(units, B, kl, j);
+  static void pack_b_panel(uint32_t* dst, const Matrix& B, const KLayout& kl, int64_t j, uint32_t*) {
+    pack_b_panel_portable(dst, B, kl, j);
   }
   static void pack_a(uint32_t* dst, const Matrix& A, int64_t m0, int64_t rows, int64_t g0, int64_t ng,
                      const KLayout& kl, int64_t S) {
     pack_a_block(dst, A, m0, rows, g0, ng, kl, S);
   }
+  // The portable kernel always packs A (decoding is most of its packing).
+  static bool reads_a_directly(const Matrix&, const KLayout&) { return false; }
+  // Packing cost per element in multiply-adds (scalar decoding vs a scalar-ish kernel).
+  static double pack_a_cost(DType) { return 2; }
+  static double pack_b_cost(DType) { return 2; }
+  static constexpr double remote_cost_per_byte = 1;
   static MicroKernel select(bool scaled, bool step_layout) {
     if (scaled) return step_layout ? micro<true, true> : micro<false, true>;
     return step_layout ? micro<true, false> : micro<false, false>;

@@ -9,6 +9,8 @@
 // Tails use masked loads and stores, so any n works.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "tinyseek/numerics/codec_avx512.h"
 #include "tinyseek/numerics/fp8.h"
 
@@ -99,7 +101,64 @@ void to_bf16_impl(uint16_t* out, const uint8_t* in, size_t n) {
   }
 }
 
+// Tiles of one row: the FP8 format as a template parameter and the loop over tiles here,
+// so a 1x128-tiled row costs one call instead of one dispatch per 128 elements.
+template <Fp8Format F>
+void encode_tiles_impl(uint8_t* out, const float* in, int64_t n, const float* scales, int64_t tile_cols, Overflow ov) {
+  for (int64_t j0 = 0, t = 0; j0 < n; j0 += tile_cols, ++t) {
+    const __m512 vs = _mm512_set1_ps(scales[t]);
+    const int64_t j1 = std::min(n, j0 + tile_cols);
+    int64_t j = j0;
+    for (; j + 16 <= j1; j += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), encode16<F>(_mm512_div_ps(_mm512_loadu_ps(in + j), vs), ov));
+    if (j < j1) {
+      const __mmask16 m = tail_mask(static_cast<size_t>(j1 - j));
+      _mm_mask_storeu_epi8(out + j, m, encode16<F>(_mm512_div_ps(_mm512_maskz_loadu_ps(m, in + j), vs), ov));
+    }
+  }
+}
+
 }  // namespace
+
+void amax_bits_rows(int32_t* slot_bits, const float* x, int64_t r0, int64_t r1, int64_t cols, int64_t ld,
+                    int64_t tile_cols) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  if (tile_cols == 1) {  // one slot per column: elementwise max down the rows
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 m = tail_mask(static_cast<size_t>(cols - j));
+      __m512i acc = _mm512_maskz_loadu_epi32(m, slot_bits + j);
+      for (int64_t i = r0; i < r1; ++i)
+        acc = _mm512_max_epi32(acc, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, x + i * ld + j), abs_mask));
+      _mm512_mask_storeu_epi32(slot_bits + j, m, acc);
+    }
+    return;
+  }
+  // A tile's rows [r0, r1) reduced into 4 accumulators (independent max chains), then one
+  // horizontal max per tile.
+  for (int64_t j0 = 0, t = 0; j0 < cols; j0 += tile_cols, ++t) {
+    const int64_t j1 = std::min(cols, j0 + tile_cols);
+    __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* xr = x + i * ld;
+      int64_t j = j0;
+      for (; j + 64 <= j1; j += 64)
+        for (int u = 0; u < 4; ++u)
+          acc[u] = _mm512_max_epi32(acc[u], _mm512_and_si512(_mm512_loadu_si512(xr + j + 16 * u), abs_mask));
+      for (; j < j1; j += 16) {
+        const __mmask16 m = tail_mask(static_cast<size_t>(j1 - j));
+        acc[0] = _mm512_max_epi32(acc[0], _mm512_and_si512(_mm512_maskz_loadu_epi32(m, xr + j), abs_mask));
+      }
+    }
+    const __m512i all = _mm512_max_epi32(_mm512_max_epi32(acc[0], acc[1]), _mm512_max_epi32(acc[2], acc[3]));
+    slot_bits[t] = std::max(slot_bits[t], _mm512_reduce_max_epi32(all));
+  }
+}
+
+void fp8_encode_div_tiles(uint8_t* out, const float* in, int64_t n, const float* scales, int64_t tile_cols,
+                          Fp8Format f, Overflow ov) {
+  if (f == Fp8Format::E4M3) encode_tiles_impl<Fp8Format::E4M3>(out, in, n, scales, tile_cols, ov);
+  else encode_tiles_impl<Fp8Format::E5M2>(out, in, n, scales, tile_cols, ov);
+}
 
 void fp8_encode_div(uint8_t* out, const float* in, size_t n, float s, bool divide, Fp8Format f, Overflow ov) {
   if (f == Fp8Format::E4M3) encode_impl<Fp8Format::E4M3>(out, in, n, s, divide, ov);

@@ -14,7 +14,9 @@
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/parallel.h"
+#include "tinyseek/numerics/codec_avx512.h"
 #include "tinyseek/numerics/fp8.h"
+#include "tinyseek/numerics/simd.h"
 
 namespace tinyseek::numerics {
 
@@ -47,6 +49,9 @@ inline int32_t abs_bits(float x) { return static_cast<int32_t>(std::bit_cast<uin
 // slot_bits[t] = max(slot_bits[t], |x(i, j)|) over rows [r0, r1), t = j / tile_cols.
 void accumulate_amax_rows(int32_t* slot_bits, const float* x, int64_t r0, int64_t r1, int64_t cols, int64_t ld,
                           int64_t tile_cols) {
+  // The same integer maxima 16 lanes at a time (this file is built for baseline x86-64,
+  // where this loop was 58% of quantizing a 512x256 tensor in 1x128 tiles).
+  if (simd_path() == SimdPath::Avx512Bf16) return avx512::amax_bits_rows(slot_bits, x, r0, r1, cols, ld, tile_cols);
   for (int64_t i = r0; i < r1; ++i) {
     const float* xr = x + i * ld;
     if (tile_cols == 1) {  // one slot per column: an elementwise max, vectorises across columns
@@ -134,6 +139,7 @@ void prepare(QTensor& out, int64_t rows, int64_t cols, const QuantSpec& spec) {
 // tmp holds one row when every column has its own scale (tile_cols == 1).
 void encode_rows(QTensor& q, const float* x, int64_t ld, int64_t r0, int64_t r1, Overflow ov, float* tmp) {
   const ScaleGrid& g = q.grid;
+  const bool avx512 = simd_path() == SimdPath::Avx512Bf16;
   for (int64_t i = r0; i < r1; ++i) {
     const float* xr = x + i * ld;
     uint8_t* cr = q.codes.data() + i * q.cols;
@@ -143,6 +149,10 @@ void encode_rows(QTensor& q, const float* x, int64_t ld, int64_t r0, int64_t r1,
       // oracle), then encode the quotients in bulk.
       for (int64_t j = 0; j < q.cols; ++j) tmp[j] = xr[j] / srow[j];
       fp8_encode_bulk(cr, tmp, static_cast<size_t>(q.cols), q.format, ov);
+      continue;
+    }
+    if (avx512) {
+      avx512::fp8_encode_div_tiles(cr, xr, q.cols, srow, g.tile_cols, q.format, ov);
       continue;
     }
     for (int64_t j0 = 0, t = 0; j0 < q.cols; j0 += g.tile_cols, ++t) {
