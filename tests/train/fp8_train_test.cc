@@ -27,24 +27,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::fresh_dir;
 using testing::memory_data;
+using testing::quiet;
 using testing::tiny_run_config;
-
-TrainerOptions quiet(const std::string& run_dir = "") {
-  TrainerOptions o;
-  o.run_dir = run_dir;
-  o.print = false;
-  return o;
-}
-
-std::vector<json> train_lines(const std::string& run_dir) {
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::vector<json> out;
-  for (std::string line; std::getline(in, line);) {
-    const json j = json::parse(line);
-    if (j.contains("loss")) out.push_back(j);
-  }
-  return out;
-}
+using testing::train_lines;
 
 // Floats of the two runs' parameters that differ bitwise.
 size_t differing_params(Trainer& a, Trainer& b) {

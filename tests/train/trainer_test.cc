@@ -28,25 +28,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::fresh_dir;
 using testing::memory_data;
+using testing::quiet;
 using testing::tiny_run_config;
-
-TrainerOptions quiet(const std::string& run_dir = "") {
-  TrainerOptions o;
-  o.run_dir = run_dir;
-  o.print = false;
-  return o;
-}
-
-std::vector<json> train_lines(const std::string& run_dir) {
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::vector<json> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    const json j = json::parse(line);
-    if (j.contains("loss")) out.push_back(j);
-  }
-  return out;
-}
+using testing::train_lines;
 
 TEST(Trainer, GradAccumulationEqualsOneBigBatch) {
   // One step over 4 sequences: B=4 at once vs 2 micro-batches of B=2 (the loader serves the

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tinyseek/base/rng.h"
 #include "tinyseek/data/loader.h"
 #include "tinyseek/train/run_config.h"
@@ -53,6 +55,25 @@ inline std::string fresh_dir(const std::string& name) {
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
+}
+
+// Trainer options for tests: no console output; run_dir empty = no checkpoints or metrics.
+inline TrainerOptions quiet(const std::string& run_dir = "") {
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  o.print = false;
+  return o;
+}
+
+// The per-step records (those with "loss") of a run's metrics.jsonl.
+inline std::vector<nlohmann::json> train_lines(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j);
+  }
+  return out;
 }
 
 }  // namespace tinyseek::train::testing
