@@ -6,6 +6,9 @@
 # the rounds and prints the ratios the issue targets:
 #   fp8-tile128 / onednn-bf16 >= 0.9    bf16 / onednn-bf16 >= 0.95    fp32 / openblas-f32 >= 0.95
 #
+# On a loaded machine 2-thread wall clock is meaningless; bench/peers/gemm_prepacked (built
+# here too) compares one shape interleaved call by call, with CPUTIME=1 on 1 thread.
+#
 # Usage: bench/gemm.sh [--shapes MxNxK,...]        (default: tinyseek's six default shapes)
 # Environment: BUILD (build dir, default build), THREADS (default 2), ROUNDS (default 3),
 #              REPEATS (timed runs per row per round, default 5), OUT (directory for the raw JSON).
@@ -36,7 +39,7 @@ if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTINYSEEK_BUILD_BENCH_PE
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTINYSEEK_BUILD_BENCH_PEERS=OFF >/dev/null
 fi
 TARGETS=(tinyseek)
-[[ $PEERS == 1 ]] && TARGETS+=(gemm_peers)
+[[ $PEERS == 1 ]] && TARGETS+=(gemm_peers gemm_prepacked)
 cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" >/dev/null
 
 mkdir -p "$OUT"

@@ -84,6 +84,72 @@ TEST(GemmPacking, EveryPathGivesTheSameBits) {
   }
 }
 
+// Compact FP8 panels (GemmOptions::compact_fp8, the default; AVX-512 only): pack_b keeps FP8
+// codes and gemm() widens each kc block per panel. Same bits as the BF16-pair panels and as
+// the unpacked B, for Fprop (B transposed), Dgrad (B as stored), MX 1x32 groups, odd K, K
+// tails and several kc blocks, N not a multiple of the panel width, 1 and 2 threads, with
+// and without VBMI; the panels take exactly half the bytes (the scales are unchanged).
+TEST(GemmPacking, CompactFp8PanelsGiveTheSameBitsInHalfTheBytes) {
+  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "compact FP8 panels exist only for the AVX-512 kernels";
+  const OperandSpec tile{DType::E4M3, Granularity::Tile1x128}, block{DType::E4M3, Granularity::Block128x128};
+  const OperandSpec tile5{DType::E5M2, Granularity::Tile1x128}, block5{DType::E5M2, Granularity::Block128x128};
+  const OperandSpec mx{DType::E4M3, Granularity::Mx1x32};
+  std::vector<Case> cases = {
+      {"fprop", 70, 100, 256, false, true, tile, block},
+      {"fprop-long", 37, 260, 1100, false, true, tile5, block5, 1.0f, 0.0f, 3},  // 3 kc blocks, K tail
+      {"fprop-k-odd", 20, 33, 255, false, true, tile, block},                   // last pair half zero
+      {"fprop-mx", 40, 64, 320, false, true, mx, mx},                            // G = 32
+      {"dgrad", 45, 100, 300, false, false, tile, block},                        // B as stored
+      {"dgrad-wide", 130, 1030, 520, false, false, tile, block, 0.5f, 1.0f},     // > 1 MiB, beta
+  };
+  const int saved_threads = omp_get_max_threads();
+  int seed = 0;
+  for (const Case& c : cases) {
+    const Problem p = make_problem(c, 23000 + seed++);
+    GemmOptions opt = case_options(c, Backend::kAvx512);
+    const int64_t G = promotion_interval(p.A.view(), p.B.view(), c.promote_every);
+    opt.compact_fp8 = false;
+    const PackedB wide = pack_b(p.B.view(), opt, G);
+    opt.compact_fp8 = true;
+    const PackedB compact = pack_b(p.B.view(), opt, G);
+    ASSERT_TRUE(compact.fp8_codes && !wide.fp8_codes) << c.label;
+    EXPECT_EQ(compact.panels.size(), 0u);
+    EXPECT_EQ(compact.codes.size() * 2, wide.panels.size() * sizeof(uint32_t)) << c.label;
+    EXPECT_EQ(compact.scales.size(), wide.scales.size()) << c.label;
+    const std::vector<float> want = run_backend(c, p, Backend::kAvx512);  // unpacked B
+    judge(c, p, want, "avx512", /*print=*/true);
+    int64_t differ = 0;
+    for (const bool vbmi_on : {true, false})
+      for (const int threads : {1, 2}) {
+        const bool vbmi = detail::avx512_set_vbmi(vbmi_on);
+        omp_set_num_threads(threads);
+        for (const PackedB* packed : {&compact, &wide}) {
+          std::vector<float> C = p.C0;
+          gemm(C.data(), p.ldc, p.A.view(), *packed, opt);
+          differ += count_bit_differences(C, want);
+        }
+        omp_set_num_threads(saved_threads);
+        detail::avx512_set_vbmi(vbmi);
+      }
+    std::printf("  compact %-11s: packed B %zu bytes (BF16 pairs %zu, scales %zu); compact and BF16-pair panels x "
+                "VBMI on/off x 1, 2 threads vs unpacked: %lld outputs differ in bits\n",
+                c.label.c_str(), compact.bytes(), wide.bytes(), compact.scales.size() * sizeof(float),
+                static_cast<long long>(differ));
+    EXPECT_EQ(differ, 0) << c.label;
+  }
+  // Only FP8 B on AVX-512 is compact: BF16 B and the portable backend keep their panels.
+  const Problem p = make_problem(cases[0], 23100, false);
+  GemmOptions opt = case_options(cases[0], Backend::kPortable);
+  opt.compact_fp8 = true;
+  EXPECT_FALSE(pack_b(p.B.view(), opt).fp8_codes);
+  opt.backend = Backend::kAvx512;
+  const Matrix b = p.B.view();
+  EXPECT_FALSE(pack_b(view_bf16(std::vector<uint16_t>(b.rows * b.cols).data(), b.rows, b.cols, b.cols, true), opt).fp8_codes);
+  opt.compact_fp8 = false;
+  EXPECT_FALSE(pack_b(b, opt).fp8_codes);
+  EXPECT_TRUE(GemmOptions{}.compact_fp8) << "compact FP8 panels are the default";
+}
+
 // A per-task plan covers C with whole tasks (mc, nc multiples of the micro-tile, no more
 // blocks than needed) and, on two threads, gives neither thread more than 55% of the
 // multiply-adds (what the expert-sized GEMMs rely on to use both cores).

@@ -44,6 +44,9 @@
 //   Blocking (Zen 5: 48 KiB L1d, 1 MiB L2 per core): kc = the whole promotion groups that
 //   fit in 256 k-steps (512 k for BF16 pairs, 256 for FP32: a 32 KiB B micro-panel in L1),
 //   A blocks of <= 128 rows (a 128 KiB A block in L2), tasks of <= 1024 columns.
+//   pack_b of an FP8 B with GemmOptions::compact_fp8 keeps the FP8 codes in the BF16-pair
+//   panel order (byte pairs); the driver widens a panel's kc block into a per-thread buffer
+//   before its MR panels run (a byte-to-word lookup per element, exact).
 //   B packing, when gemm() gets an unpacked B: a packed op(B) of <= 1 MiB (expert-sized
 //   GEMMs) is packed by every task for its own columns, so no packed data crosses cores and
 //   no barrier waits; the task grid then minimises the estimated time of the slowest thread
@@ -118,6 +121,13 @@ struct GemmOptions {
   Accumulation accumulation = Accumulation::kFp32;
   numerics::AccumModel tensorcore;             // used when accumulation == kTensorCore
   Backend backend = Backend::kAuto;
+  // pack_b only: on the AVX-512 backend an FP8 B keeps its FP8 codes in the panels (1 byte
+  // per element instead of a 2-byte BF16 copy: half the memory of packed FP8 weights) and
+  // gemm() widens each panel's kc block (<= 32 KiB) into a per-thread buffer just before
+  // the micro-kernels read it from L1. Exact: same bits. The widening, repeated per
+  // 128-row A block, cost 0-3% of the pre-packed GEMM on the and the trainer's
+  // shapes (2026-11-23, bench/RESULTS.md). false: panels of BF16 pairs, as for a BF16 B.
+  bool compact_fp8 = true;
 };
 
 // C = alpha op(A) op(B) + beta C. Checks shapes and scale layouts; throws tinyseek::Error
@@ -127,17 +137,23 @@ void gemm(float* C, int64_t ldc, const Matrix& A, const Matrix& B, const GemmOpt
 // B packed once into a blocked backend's panel layout, for reuse across calls (weights:
 // one FP8 copy per optimizer step, packed once and used by every micro-batch's Fprop or
 // Dgrad). Owns its memory; the source operand may be freed after packing. Packing widens
-// FP8/BF16 exactly, so gemm(C, A, pack_b(B)) gives the same bits as gemm(C, A, B).
+// FP8/BF16 exactly (an FP8 B on AVX-512 stays 1 byte per element by default and is widened
+// per kc block inside gemm(): GemmOptions::compact_fp8), so gemm(C, A, pack_b(B)) gives the
+// same bits as gemm(C, A, B). bytes() is the memory it holds.
 struct PackedB {
   Backend backend = Backend::kAuto;  // kPortable or kAvx512 once packed
   bool bf16_pairs = false;           // panels hold BF16 k-pairs (AVX512-BF16 kernel), else FP32
   int64_t K = 0, N = 0;              // op(B) is [K, N]
   int64_t G = 0;                     // the promotion interval the panels were cut for
   Matrix source;                     // B's shape, dtype, trans and scale grid (data, scales null)
+  bool fp8_codes = false;            // compact FP8 (GemmOptions::compact_fp8): `codes`, not `panels`
   AlignedBuffer<uint32_t> panels;    // [ceil(N/NR)][k-steps][NR] FP32 or BF16-pair units
+  AlignedBuffer<uint8_t> codes;      // fp8_codes: [ceil(N/NR)][k-steps][NR][2] FP8 code pairs (the
+                                     // BF16-pair panel with every BF16 word narrowed to its code,
+                                     // each 64-code chunk lane-interleaved for the widening)
   AlignedBuffer<float> scales;       // FP8 only: [ceil(N/NR)][groups][NR] = sB(g, n)
   bool empty() const { return backend == Backend::kAuto; }
-  size_t bytes() const { return panels.size() * sizeof(uint32_t) + scales.size() * sizeof(float); }
+  size_t bytes() const { return panels.size() * sizeof(uint32_t) + codes.size() + scales.size() * sizeof(float); }
 };
 
 // Packs B for gemm(C, ldc, A, packed, opt). opt.backend selects the kernels (kAuto as in

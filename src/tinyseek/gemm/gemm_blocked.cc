@@ -302,19 +302,28 @@ void pack_b(PackedB& p, const Matrix& B, const GemmOptions& opt, int64_t group) 
   }
   p.backend = backend;
   p.bf16_pairs = backend == Backend::kAvx512 && B.dtype != DType::F32;
+  p.fp8_codes = p.bf16_pairs && is_fp8(B.dtype) && opt.compact_fp8;
   p.K = K, p.N = N, p.G = G;
   p.source = B;
   p.source.data = nullptr;
   p.source.scales = nullptr;
   if (N == 0 || K == 0) {
     p.panels.resize(0);
+    p.codes.resize(0);
     p.scales.resize(0);
     return;
   }
   const int nr = detail::nr_of(backend, p.bf16_pairs);
   const detail::KLayout kl = detail::make_klayout(K, G, p.bf16_pairs ? 2 : 1);
-  p.panels.resize(detail::panel_units(N, kl, nr));
   p.scales.resize(is_fp8(B.dtype) ? detail::scale_count(N, kl, nr) : 0);
+  if (p.fp8_codes) {
+    p.panels.resize(0);
+    p.codes.resize(detail::panel_units(N, kl, nr) * 2);
+    detail::pack_b_codes_avx512(p.codes.data(), p.scales.data(), B, kl);
+    return;
+  }
+  p.codes.resize(0);
+  p.panels.resize(detail::panel_units(N, kl, nr));
   detail::pack_b_into(p.panels.data(), is_fp8(B.dtype) ? p.scales.data() : nullptr, B, kl, backend, p.bf16_pairs);
 }
 
@@ -351,7 +360,12 @@ void gemm(float* C, int64_t ldc, const Matrix& A, const PackedB& B, const GemmOp
   detail::PanelsView view;
   view.kl = detail::make_klayout(B.K, B.G, B.bf16_pairs ? 2 : 1);
   view.N = N, view.nr = detail::nr_of(B.backend, B.bf16_pairs), view.pairs = B.bf16_pairs;
-  view.units = B.panels.data();
+  if (B.fp8_codes) {
+    view.codes = B.codes.data();
+    view.code_type = B.source.dtype;
+  } else {
+    view.units = B.panels.data();
+  }
   view.scales = B.scales.empty() ? nullptr : B.scales.data();
   view.scales_uniform = detail::scales_uniform_per_panel(B.source, view.nr);
   detail::run(C, ldc, A, view, opt, B.backend);

@@ -43,6 +43,9 @@ KLayout make_klayout(int64_t K, int64_t G, int64_t width);
 // A packed op(B) as the kernels read it.
 struct PanelsView {
   const uint32_t* units = nullptr;  // [panels][steps_total][NR]
+  const uint8_t* codes = nullptr;   // instead of units: compact FP8 B, [panels][steps_total][NR][2]
+                                    // codes of `code_type`, widened per kc block by the kernel
+  DType code_type = DType::E4M3;
   const float* scales = nullptr;    // [panels][groups][NR]; null when B carries no scales
   bool scales_uniform = false;      // every (panel, group) has one scale for all NR columns
   int64_t N = 0;
@@ -93,6 +96,8 @@ int avx512_nr(bool pairs);
 // CPU has it). For tests: both ways must give the same bits. Returns the previous setting.
 bool avx512_set_vbmi(bool on);
 void pack_b_avx512(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl, bool pairs);
+// FP8 B into compact code panels (PanelsView::codes) for the AVX-512 BF16 kernel.
+void pack_b_codes_avx512(uint8_t* codes, float* scales, const Matrix& B, const KLayout& kl);
 void run_avx512(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
                 const PackJob& job);
 int portable_nr();
@@ -241,9 +246,12 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
   auto round16 = [](int64_t n) { return (n + 15) / 16 * 16; };
   const int64_t a_units = round16(mc_pad * kc_units), b_units = per_task_b ? round16(nc_pad * steps_total) : 0;
   const int64_t pack_units = job.src ? Kernel::pack_b_scratch_units(kl) : 0;
+  // Compact FP8 B: the panel's kc block widened to BF16 pairs, rewritten per (A block, panel).
+  const bool compact_b = B.codes != nullptr;
+  const int64_t wide_units = compact_b ? round16(kc_units * NR) : 0;
   const int64_t sa_count = round16(mc_pad * plan.kc_groups), sb_count = per_task_b && b_scaled ? round16(nc_pad * kl.groups) : 0;
   const int64_t acc_count = mc_pad * nc_pad;
-  const int64_t per_thread_units = round16(a_units + b_units + pack_units);
+  const int64_t per_thread_units = round16(a_units + b_units + pack_units + wide_units);
   const int64_t per_thread_floats = round16(sa_count + sb_count + acc_count + NR);
   thread_local Scratch<uint32_t> units_scratch;
   thread_local Scratch<float> float_scratch;
@@ -255,6 +263,7 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
     uint32_t* a_blk = units_all + t * per_thread_units;
     uint32_t* b_blk = a_blk + a_units;
     uint32_t* pack_scratch = b_blk + b_units;
+    uint32_t* b_wide = pack_scratch + pack_units;
     if (job.src && !per_task_b) pack_b_panels<Kernel>(job, kl, pack_scratch);
     float* sa_blk = floats_all + t * per_thread_floats;
     float* sb_blk = sa_blk + sa_count;
@@ -273,6 +282,7 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
       const int64_t rows_task = std::min(plan.mc, M - ic0), cols_blk = std::min(plan.nc, N - jc);
       // The task's B panels, panel jc / NR first: its own packed copy, or the shared ones.
       const uint32_t* b_units = b_blk;
+      const uint8_t* b_codes = nullptr;
       const float* b_scales = b_scaled ? sb_blk : nullptr;
       if (per_task_b) {
         const int64_t j0 = jc / NR, j1 = (jc + cols_blk + NR - 1) / NR;
@@ -280,6 +290,9 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
           Kernel::pack_b_panel(b_blk + (j - j0) * steps_total * NR, *job.src, kl, j, pack_scratch);
           if (b_scaled) pack_b_scales(sb_blk + (j - j0) * kl.groups * NR, *job.src, kl, NR, j, j + 1);
         }
+      } else if (compact_b) {
+        b_codes = B.codes + jc / NR * steps_total * NR * 2;
+        b_scales = B.scales ? B.scales + jc / NR * kl.groups * NR : nullptr;
       } else {
         b_units = B.units + jc / NR * steps_total * NR;
         b_scales = B.scales ? B.scales + jc / NR * kl.groups * NR : nullptr;
@@ -299,7 +312,22 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
           x.last = g0 + ng == kl.groups;
           for (int64_t jr = 0; jr < cols_blk; jr += NR) {
             const int64_t panel = jr / NR;  // within the task
-            x.b = b_units + (panel * steps_total + g0 * kl.steps_full) * NR;
+            const int64_t b_off = (panel * steps_total + g0 * kl.steps_full) * NR;  // units
+            const char* b_next = nullptr;  // the next panel's block
+            int64_t b_bytes = 4;           // per unit, as stored
+            if constexpr (requires { Kernel::widen_codes; }) {
+              if (compact_b) {
+                Kernel::widen_codes(b_wide, b_codes + 2 * b_off, S * NR, B.code_type);
+                x.b = b_wide;
+                b_next = reinterpret_cast<const char*>(b_codes + 2 * (b_off + steps_total * NR));
+                b_bytes = 2;
+              }
+            }
+            if (!compact_b) {
+              x.b = b_units + b_off;
+              b_next = reinterpret_cast<const char*>(x.b + steps_total * NR);
+              b_bytes = 4;
+            }
             if (b_scales) {
               x.sb = b_scales + (panel * kl.groups + g0) * NR;
               x.sb_gstride = NR;
@@ -311,9 +339,8 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
             }
             x.cols = static_cast<int>(std::min<int64_t>(NR, cols_blk - jr));
             // The next panel's B block (S x NR units) is prefetched a slice per call.
-            const int64_t calls = (rows_blk + MR - 1) / MR, lines = S * NR * 4 / 64;
+            const int64_t calls = (rows_blk + MR - 1) / MR, lines = S * NR * b_bytes / 64;
             const int64_t per_call = (lines + calls - 1) / calls;
-            const char* b_next = reinterpret_cast<const char*>(x.b + steps_total * NR);
             const bool has_next = jr + NR < cols_blk;
             for (int64_t ir = 0; ir < rows_blk; ir += MR) {
               if (ir < rows_direct) {
