@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tinyseek/base/check.h"
+#include "tinyseek/io/hf_export.h"
 #include "tinyseek/io/safetensors.h"
 
 namespace tinyseek::io {
@@ -199,19 +200,44 @@ void write_model_safetensors(const model::Registry& reg, const std::string& path
   w.write(path);
 }
 
+namespace {
+// "'a', 'b', 'c' and 4 more" (at most `shown` names) for error messages.
+std::string name_list(const std::vector<std::string>& names, size_t shown = 4) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < shown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > shown) s += " and " + std::to_string(names.size() - shown) + " more";
+  return s;
+}
+}  // namespace
+
 void load_model_safetensors(model::Registry& reg, const std::string& path) {
   const SafetensorsReader r(path);
-  std::set<std::string> expected;
+  std::vector<std::string> missing, used;
   for (size_t id = 0; id < reg.size(); ++id) {
     const model::TensorInfo& t = reg.info(static_cast<int>(id));
-    expected.insert(t.name);
-    TS_CHECK(r.find(t.name) != nullptr, path << " lacks tensor '" << t.name << "' that the config needs",
-             "the checkpoint was written for another config; use its config.json or train from scratch");
-    r.read_into(t.name, Dtype::F32, t.shape, reg.param(static_cast<int>(id)));
+    if (const TensorView* v = r.find(t.name)) read_hf_tensor(r, *v, t.shape, reg.param(static_cast<int>(id)), &used);
+    else missing.push_back(t.name);
   }
+  TS_CHECK(missing.empty(), path << " lacks " << missing.size() << " tensor(s) that the config needs: " << name_list(missing),
+           "the checkpoint was written for another config; use its config.json or train from scratch");
+  // A Hugging Face export's MTP layer holds copies of the shared embedding and head
+  // (hf_export.h); tinyseek shares them, so a copy must equal the original exactly.
+  for (const auto& [name, source] : mtp_shared_copies(reg)) {
+    const TensorView* v = r.find(name);
+    if (v == nullptr) continue;
+    const model::TensorInfo& t = reg.info(source);
+    std::vector<float> copy(t.numel);
+    read_hf_tensor(r, *v, t.shape, copy.data(), &used);
+    TS_CHECK(std::memcmp(copy.data(), reg.param(source), t.numel * sizeof(float)) == 0,
+             path << ": '" << name << "' differs from '" << t.name << "'",
+             "tinyseek's MTP modules share the main model's embedding and head; the copies must be identical");
+  }
+  const std::set<std::string> known(used.begin(), used.end());
+  std::vector<std::string> unknown;
   for (const TensorView& v : r.tensors())
-    TS_CHECK(expected.count(v.name), path << " has tensor '" << v.name << "' that the config does not have",
-             "the checkpoint was written for another config; use its config.json");
+    if (!known.count(v.name)) unknown.push_back(v.name);
+  TS_CHECK(unknown.empty(), path << " has " << unknown.size() << " tensor(s) that the config does not have: "
+           << name_list(unknown), "the checkpoint was written for another config; use its config.json");
   reg.params_changed();
 }
 

@@ -55,9 +55,12 @@ nlohmann::json read_json_file(const std::string& path, const char* what);
 // model.safetensors: every registry tensor as F32 under its Hugging Face name, in
 // registry order (the router bias included).
 void write_model_safetensors(const model::Registry& reg, const std::string& path);
-// Loads every registry tensor from `path`, checking names, dtype (F32) and shapes against
-// the registry; a missing or extra tensor is an error that names it (a checkpoint from
-// another config). Calls reg.params_changed().
+// Loads every registry tensor from `path`, checking names and shapes against the registry;
+// missing or extra tensors are an error that names them (a checkpoint from another config).
+// Besides tinyseek's F32 it reads a Hugging Face export (io/hf_export.h) transparently: BF16
+// tensors, F8_E4M3 weights dequantized with their `<name>_scale_inv` blocks into the FP32
+// master weights, and the MTP layer's copies of embedding and head (which must equal the
+// shared ones). Calls reg.params_changed().
 void load_model_safetensors(model::Registry& reg, const std::string& path);
 
 // Architecture keys (everything but `training`) of two config.json objects that differ,
