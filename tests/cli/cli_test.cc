@@ -32,14 +32,6 @@ TEST(Cli, HelpListsEveryCommand) {
     EXPECT_TRUE(contains(r.out, c)) << "help does not list '" << c << "':\n" << r.out;
 }
 
-TEST(Cli, NotBuiltCommandsExitTwoAndSaySo) {
-  for (const char* args : {"generate --prompt hi", "export --out d", "bench decode --steps 3"}) {
-    const CliRun r = run_cli(args);
-    EXPECT_EQ(r.status, 2) << args;
-    EXPECT_TRUE(contains(r.err, "not built yet")) << args << ": " << r.err;
-  }
-}
-
 // OCP OFP8 values from the bit fields (the reference, not the codec).
 std::vector<double> spec_values(int exp_bits, int man_bits, int bias, bool ieee_specials, int* nan_count) {
   std::vector<double> v(256);

@@ -1,6 +1,6 @@
 // tinyseek bench gemm|step|decode. `bench gemm` measures the GEMM engine against this
 // machine's measured FP32-FMA and BF16-dot peaks; `bench step` the training-step throughput
-// (tokens/s, MFU, peak RSS); decode lands with issue #7.
+// (tokens/s, MFU, peak RSS); `bench decode` (cmd_generate.cc) plain vs speculative decoding.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,6 +146,7 @@ struct StepArgs {
   int64_t batch = 8, seq = 256;
   bool no_optimizer = false;
   uint64_t seed = 1;
+  int64_t head_chunk_rows = 0;
 };
 
 nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs& a) {
@@ -175,6 +176,9 @@ nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs
   j["steps"] = r.step_ms.size();
   j["loss_first"] = sig4(r.first_loss);
   j["loss_last"] = sig4(r.last_loss);
+  nlohmann::ordered_json mem;
+  for (const auto& [name, bytes] : r.memory) mem[name] = bytes;
+  j["memory"] = mem;
   return j;
 }
 
@@ -205,6 +209,18 @@ void print_step_table(const std::vector<nlohmann::ordered_json>& rows, int round
                 r["ms_optimizer"].get<double>(), r["cpu_ms_per_step"].get<double>(), 100.0 * r["mfu"].get<double>(),
                 peak, r["saved_activation_mb"].get<double>(), r["peak_rss_mb"].get<double>());
   }
+  if (f.contains("memory")) {
+    std::printf("memory after the timed steps, MiB (bytes of each category's buffers; unaccounted = peak RSS - "
+                "accounted):\n%-18s", "");
+    for (const auto& r : rows) std::printf(" %9s", r["recipe"].get<std::string>().c_str());
+    std::printf("\n");
+    for (const auto& [name, bytes] : f["memory"].items()) {
+      std::printf("%-18s", name.c_str());
+      for (const auto& r : rows)
+        std::printf(" %9.1f", r["memory"].contains(name) ? r["memory"][name].get<double>() / 1048576.0 : 0.0);
+      std::printf("\n");
+    }
+  }
   std::printf("MFU = (6 * active params * tokens + 3 * B*H*(dn+dr+dv)*T*(T+1) per attention layer, MTP heads "
               "included) / (time * measured peak): FP32 FMA for fp32, BF16 dot (vdpbf16ps) for bf16 and fp8, whose "
               "GEMMs run on the BF16 dot kernel. Peak RSS: getrusage max RSS of the process that ran the row.\n");
@@ -219,6 +235,7 @@ nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& reci
                                    "--seq", std::to_string(a.seq), "--seed", std::to_string(a.seed)};
   if (!recipe.empty()) args.insert(args.end(), {"--recipe", recipe});
   if (a.no_optimizer) args.push_back("--no-optimizer");
+  if (a.head_chunk_rows != 0) args.insert(args.end(), {"--head-chunk-rows", std::to_string(a.head_chunk_rows)});
   std::vector<char*> argv;
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -364,6 +381,7 @@ void run_step(const StepArgs& a) {
   opt.seq = a.seq;
   opt.optimizer = !a.no_optimizer;
   opt.seed = a.seed;
+  opt.head_chunk_rows = a.head_chunk_rows;
   const bench::StepBenchResult r = bench::run_step_bench(opt);
   const nlohmann::ordered_json j = step_json(r, a);
   if (a.json) std::printf("%s\n", j.dump().c_str());
@@ -416,12 +434,13 @@ void add_bench(CLI::App& app) {
   step->add_option("--batch", sargs.batch, "sequences per step (B)")->capture_default_str();
   step->add_option("--seq", sargs.seq, "tokens per sequence (T)")->capture_default_str();
   step->add_option("--seed", sargs.seed, "seed of the weights and the random tokens")->capture_default_str();
+  step->add_option("--head-chunk-rows", sargs.head_chunk_rows,
+                   "rows of logits the output head computes at a time (0: ~8 MiB of logits; -1: all at once)")
+      ->capture_default_str();
   step->add_flag("--no-optimizer", sargs.no_optimizer, "time zero_grad + forward_backward only (no AdamW)");
   step->add_flag("--json", sargs.json, "machine-readable output on stdout");
   step->callback([] { run_step(sargs); });
-  CLI::App* decode = group->add_subcommand("decode", "generation throughput [not built yet]");
-  decode->allow_extras();
-  decode->callback([] { throw NotBuilt{"bench decode", "#7"}; });
+  add_bench_decode(*group);
 }
 
 }  // namespace tinyseek::cli

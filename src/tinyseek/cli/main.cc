@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   tinyseek::cli::add_prepare(app);
   tinyseek::cli::add_train(app);
   tinyseek::cli::add_eval(app);
+  tinyseek::cli::add_generate(app);
+  tinyseek::cli::add_export(app);
   tinyseek::cli::add_not_built(app);
   app.footer(
       "\nRun `tinyseek <command> --help` for a command's options.\n"
