@@ -90,5 +90,51 @@ TEST(StepBench, TinyRunPerPolicy) {
   EXPECT_THROW(run_step_bench(bad), Error);
 }
 
+// The memory breakdown: the static categories equal the registry's sizes, the categories
+// add up to "accounted", and with the fp8 recipe the output head no longer holds [N, V]
+// FP32 logits (chunked) and the Linears no longer hold their unpacked FP8 weight copies.
+TEST(StepBench, MemoryBreakdownPerRecipe) {
+  int64_t head_fp32 = 0;
+  for (const char* recipe : {"fp32", "fp8"}) {
+    StepBenchOptions o;
+    o.config_path = config_path("mtp2");
+    o.recipe = recipe;
+    o.batch = 2;
+    o.seq = 16;
+    o.steps = 1;
+    o.head_chunk_rows = 8;  // 4 chunks of the main head's 32 rows
+    const StepBenchResult r = run_step_bench(o);
+    const model::ModelConfig& c = r.config;
+    int64_t sum = 0, accounted = -1, master = -1, grads = -1, moments = -1, copies = -1, head = -1;
+    for (const auto& [name, bytes] : r.memory) {
+      std::printf("[%s] %-18s %10.3f MiB\n", recipe, name.c_str(), static_cast<double>(bytes) / 1048576.0);
+      if (name == "accounted") accounted = bytes;
+      if (name == "master_weights") master = bytes;
+      if (name == "grads") grads = bytes;
+      if (name == "optimizer_moments") moments = bytes;
+      if (name == "weight_copies") copies = bytes;
+      if (name == "head") head = bytes;
+      if (name == "accounted" || name == "peak_rss" || name == "unaccounted") continue;
+      EXPECT_GE(bytes, 0) << name;
+      sum += bytes;
+    }
+    EXPECT_EQ(sum, accounted);
+    // The registry's buffers: every parameter, each tensor starting on a cache line.
+    EXPECT_GE(master, r.params_total * 4);
+    EXPECT_LT(master, r.params_total * 4 + 64 * 64);
+    EXPECT_EQ(grads, master);
+    EXPECT_EQ(moments, std::string(recipe) == "fp8" ? master : 2 * master);  // two BF16 or FP32 moments
+    const int64_t N = o.batch * o.seq, NV = N * c.vocab_size;
+    EXPECT_EQ(copies, 0);  // fp32: none; fp8: transient (the packed panels only)
+    if (std::string(recipe) == "fp32") {
+      EXPECT_GE(head, NV * 4);  // all FP32 logits at once (the FP32 head's Wgrad needs them)
+      head_fp32 = head;
+    } else {
+      // A BF16 [N, V] gradient and 8 rows of FP32 logits instead of [N, V] FP32 logits.
+      EXPECT_EQ(head_fp32 - head, NV * 4 - NV * 2 - 8 * c.vocab_size * 4);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tinyseek::bench

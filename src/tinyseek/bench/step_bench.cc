@@ -11,7 +11,9 @@
 #include "tinyseek/base/rng.h"
 #include "tinyseek/base/timer.h"
 #include "tinyseek/bench/peak.h"
+#include "tinyseek/model/linear_site.h"
 #include "tinyseek/model/precision.h"
+#include "tinyseek/ops/linear.h"
 #include "tinyseek/train/adamw.h"
 
 namespace tinyseek::bench {
@@ -72,6 +74,39 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
 }
 
+std::vector<std::pair<std::string, int64_t>> step_memory(const model::Model& m, int64_t moment_bytes,
+                                                         double peak_rss_mib) {
+  const model::Registry& r = m.registry();
+  const int64_t params = static_cast<int64_t>(r.params().size());
+  const model::LinearMemory lin = model::linear_memory(r);
+  const model::Model::SavedBytes saved = m.saved_bytes_by_kind();
+  std::vector<std::pair<std::string, int64_t>> mem = {
+      {"master_weights", params * 4},
+      {"grads", static_cast<int64_t>(r.grads().size()) * 4},
+      {"optimizer_moments", 2 * params * moment_bytes},
+      {"weight_copies", lin.weight_copies},
+      {"packed_weights", lin.packed_weights},
+      {"act_residual", saved.residual},
+      {"act_attention", saved.attention},
+      {"act_ffn_dense", saved.ffn_dense},
+      {"act_moe", saved.moe},
+      {"act_block_norms", saved.block_norms},
+      {"act_mtp", saved.mtp_other},
+      {"act_linear_cache", saved.linear_cache},
+      {"transient_arena", m.transient_activation_bytes()},
+      {"workspace", m.workspace_bytes()},
+      {"head", m.head_bytes()},
+      {"linear_scratch", static_cast<int64_t>(ops::linear_scratch_bytes())},
+  };
+  int64_t sum = 0;
+  for (const auto& [name, bytes] : mem) sum += bytes;
+  const int64_t rss = static_cast<int64_t>(peak_rss_mib * 1024.0 * 1024.0);
+  mem.emplace_back("accounted", sum);
+  mem.emplace_back("peak_rss", rss);
+  mem.emplace_back("unaccounted", rss - sum);
+  return mem;
+}
+
 StepBenchResult run_step_bench(const StepBenchOptions& opt) {
   TS_CHECK(opt.steps >= 1, "--steps must be at least 1, got " << opt.steps, "the default is 5");
   TS_CHECK(opt.warmup >= 0, "--warmup must be >= 0, got " << opt.warmup, "the default is 1");
@@ -93,6 +128,7 @@ StepBenchResult run_step_bench(const StepBenchOptions& opt) {
   model::Model m(c);
   m.init(opt.seed);
   m.set_recompute(opt.recompute);
+  m.set_head_chunk_rows(opt.head_chunk_rows);
   train::AdamWConfig adamw_config;
   if (c.precision.optimizer_moments == model::StoreFormat::kBf16) adamw_config.moments = train::MomentPrecision::kBf16;
   train::AdamW adamw(m.registry(), adamw_config);
@@ -133,6 +169,7 @@ StepBenchResult run_step_bench(const StepBenchOptions& opt) {
   res.params_total = m.registry().num_parameters();
   res.saved_activation_mb = static_cast<double>(m.saved_activation_floats()) * sizeof(float) / (1024.0 * 1024.0);
   res.peak_rss_mb = peak_rss_mb();
+  res.memory = step_memory(m, static_cast<int64_t>(adamw.moment_bytes()), res.peak_rss_mb);
   // The ceiling of the kernels the recipe's GEMMs run on (see step_bench.h).
   const PeakFlops peak = measure_peaks();
   const bool fp32_gemms = c.precision.format == model::GemmFormat::kFp32;

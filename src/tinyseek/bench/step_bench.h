@@ -21,6 +21,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tinyseek/model/config.h"
@@ -47,6 +48,7 @@ struct StepBenchOptions {
   int64_t seq = 256;   // T
   model::Recompute recompute = model::Recompute::kNone;
   bool optimizer = true;  // time the AdamW update too
+  int64_t head_chunk_rows = 0;  // Model::set_head_chunk_rows (-1: unchunked head, for comparisons)
   uint64_t seed = 1;
 };
 
@@ -65,6 +67,12 @@ struct StepBenchResult {
   double peak_gflops = 0;        // the measured peak MFU divides by (0 if unavailable)
   double peak_rss_mb = 0;        // getrusage max RSS of this process
   double saved_activation_mb = 0;  // bytes the model holds for backward after forward
+  // Where the memory is after the timed steps (buffers never shrink, so this is the most any
+  // of them held): bytes per category from the buffers' sizes, in print order; the last
+  // entries are their sum ("accounted"), getrusage's peak RSS in bytes ("peak_rss") and
+  // the difference ("unaccounted": code, libraries, thread stacks, allocator free lists
+  // and fragmentation, buffers freed before the end of the step).
+  std::vector<std::pair<std::string, int64_t>> memory;
   StepFlops flops;
   int64_t params_total = 0;
   double first_loss = 0, last_loss = 0;
@@ -74,6 +82,10 @@ struct StepBenchResult {
 
 // Runs warmup + steps training steps and measures. Throws tinyseek::Error on bad options.
 StepBenchResult run_step_bench(const StepBenchOptions& opt);
+
+// The memory breakdown of StepBenchResult::memory for a model after a step.
+std::vector<std::pair<std::string, int64_t>> step_memory(const model::Model& m, int64_t moment_bytes,
+                                                         double peak_rss_mib);
 
 // CPU time used by all threads of this process so far, in ms.
 double process_cpu_ms();

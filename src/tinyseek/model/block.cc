@@ -76,6 +76,8 @@ void Block::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d
                         D_);
 }
 
+int64_t Block::ffn_saved_bytes() const { return moe_ ? moe_->saved_bytes() : dense_->saved_bytes(); }
+
 int64_t Block::saved_bytes() const {
   return static_cast<int64_t>(sizeof(float)) * (h1_.saved_floats() + rstd1_.saved_floats() + mid_.saved_floats() +
                                                 h2_.saved_floats() + rstd2_.saved_floats()) +

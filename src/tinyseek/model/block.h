@@ -36,6 +36,10 @@ class Block {
   bool is_moe() const { return moe_.has_value(); }
   const Moe* moe() const { return moe_ ? &*moe_ : nullptr; }
   int64_t saved_bytes() const;
+  // The parts of saved_bytes(): attention (MLA) and the FFN (dense or MoE, with routing);
+  // the rest is the block's norm outputs, rstd and mid.
+  int64_t attention_saved_bytes() const { return attn_.saved_bytes(); }
+  int64_t ffn_saved_bytes() const;
 
  private:
   BlockIds ids_;

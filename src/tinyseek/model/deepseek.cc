@@ -1,8 +1,11 @@
 #include "tinyseek/model/deepseek.h"
 
+#include <algorithm>
+
 #include "tinyseek/base/check.h"
 #include "tinyseek/ops/cross_entropy.h"
 #include "tinyseek/ops/embedding.h"
+#include "tinyseek/ops/linear_quant.h"
 #include "tinyseek/ops/rmsnorm.h"
 
 namespace tinyseek::model {
@@ -41,6 +44,47 @@ double Model::head(int norm_id, const float* h, const ops::Index* targets, int64
   return ce;
 }
 
+bool Model::head_chunkable(bool backward) const {
+  return backward && head_chunk_rows_ >= 0 && lm_head_.call_precision(false).saved_x == gemm::DType::F32 &&
+         ops::accepts_bf16_dy(lm_head_.precision, *lm_head_.state);
+}
+
+double Model::head_chunked(int norm_id, const float* h, const ops::Index* targets, int64_t n, double dloss,
+                           float* dh) {
+  const ModelConfig& c = config();
+  const int64_t D = c.hidden_size, V = c.vocab_size;
+  if (head_normed_.size() < static_cast<size_t>(n * D)) head_normed_.resize(static_cast<size_t>(n * D));
+  if (head_rstd_.size() < static_cast<size_t>(n)) head_rstd_.resize(static_cast<size_t>(n));
+  if (head_lse_.size() < static_cast<size_t>(n)) head_lse_.resize(static_cast<size_t>(n));
+  if (head_dlogits_bf16_.size() < static_cast<size_t>(n * V)) head_dlogits_bf16_.resize(static_cast<size_t>(n * V));
+  // ~8 MiB of FP32 logits per chunk: small next to the [n, V] BF16 gradient, large enough
+  // that the head GEMM keeps its efficiency.
+  const int64_t chunk = head_chunk_rows_ > 0 ? head_chunk_rows_ : std::max<int64_t>(64, (int64_t{2} << 20) / V);
+  const int64_t rows_max = std::min(chunk, n);
+  if (logits_[0].size() < static_cast<size_t>(rows_max * V)) logits_[0].resize(static_cast<size_t>(rows_max * V));
+  float* logits = logits_[0].data();
+  ops::rmsnorm_forward(head_normed_.data(), head_rstd_.data(), h, reg_.param(norm_id), n, D, c.rms_norm_eps);
+  const int64_t n_valid_total = ops::count_valid_targets(targets, n);
+  double total = 0.0;
+  int64_t n_valid = 0;
+  // Every row's logits, lse, loss term and gradient depend on that row alone; the loss sum
+  // runs over rows in ascending order as in one call.
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    lm_head_.forward(reg_, logits, head_normed_.data() + r0 * D, rows);
+    ops::cross_entropy_forward_rows(head_lse_.data() + r0, logits, targets + r0, rows, V, total, n_valid);
+    ops::cross_entropy_backward_rows(logits, dloss, n_valid_total, logits, head_lse_.data() + r0, targets + r0, rows,
+                                     V);
+    ops::bf16_encode_parallel(head_dlogits_bf16_.data() + r0 * V, logits, static_cast<size_t>(rows * V));
+  }
+  float* d_normed = ws_.zeroed(Slot::kDNormOut, static_cast<size_t>(n * D));
+  ops::linear_backward_bf16_dy(d_normed, reg_.grad(lm_head_.weight), head_dlogits_bf16_.data(), head_normed_.data(),
+                               reg_.param(lm_head_.weight), reg_.params_version(), n, D, V,
+                               lm_head_.call_precision(false), *lm_head_.state);
+  ops::rmsnorm_backward(dh, reg_.grad(norm_id), d_normed, h, reg_.param(norm_id), head_rstd_.data(), n, D);
+  return n_valid ? total / static_cast<double>(n_valid) : 0.0;
+}
+
 Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward) {
   const ModelConfig& c = config();
   const int64_t D = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers, Dmtp = c.num_nextn_predict_layers;
@@ -76,16 +120,19 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
                                                    T, rope_);
   // Main head on h^0 = the last block's output (before the final norm, which the head applies).
   const float* h0 = resid_[size_t(L)].data();
+  const bool chunked = head_chunkable(backward);
   float* logits0 = nullptr;
   if (backward) {
-    logits_[0].resize(static_cast<size_t>(N * V));  // the shared scratch of every head
     d_hidden_[0].resize(nd);
     d_hidden_[0].zero();
-  } else {
-    logits_[0].resize(static_cast<size_t>(N * V));
   }
-  logits0 = logits_[0].data();
-  out.loss_main = head(reg_.ids().norm, h0, targets_.data(), N, logits0, backward, 1.0, d_hidden_[0].data());
+  if (!chunked) {
+    logits_[0].resize(static_cast<size_t>(N * V));  // the shared scratch of every head
+    logits0 = logits_[0].data();
+    out.loss_main = head(reg_.ids().norm, h0, targets_.data(), N, logits0, backward, 1.0, d_hidden_[0].data());
+  } else {
+    out.loss_main = head_chunked(reg_.ids().norm, h0, targets_.data(), N, 1.0, d_hidden_[0].data());
+  }
 
   // MTP depths, each on the previous depth's hidden states.
   const float* h_prev = h0;
@@ -101,8 +148,11 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
       d_hidden_[size_t(k)].resize(static_cast<size_t>(Nk * D));
       d_hidden_[size_t(k)].zero();
     }
-    out.loss_mtp[size_t(k - 1)] = head(m.ids().shared_head_norm, m.hidden(), m.targets(), Nk, lg, backward,
-                                       mtp_weight, backward ? d_hidden_[size_t(k)].data() : nullptr);
+    out.loss_mtp[size_t(k - 1)] =
+        chunked ? head_chunked(m.ids().shared_head_norm, m.hidden(), m.targets(), Nk, mtp_weight,
+                               d_hidden_[size_t(k)].data())
+                : head(m.ids().shared_head_norm, m.hidden(), m.targets(), Nk, lg, backward, mtp_weight,
+                       backward ? d_hidden_[size_t(k)].data() : nullptr);
     h_prev = m.hidden();
   }
   out.loss = out.loss_main + alpha * out.loss_balance;
@@ -121,7 +171,12 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
 
 void Model::set_recompute(Recompute policy) { recompute_ = policy; }
 
-Losses Model::forward_backward(const ops::Index* tokens, int64_t B, int64_t T) { return run(tokens, B, T, true); }
+Losses Model::forward_backward(const ops::Index* tokens, int64_t B, int64_t T) {
+  // Training from now on: the Linears may keep their weight copies in scratch only.
+  for (size_t id = 0; id < reg_.size(); ++id)
+    if (auto s = reg_.find_linear_state(static_cast<int>(id))) s->pack_dgrad_with_fprop = true;
+  return run(tokens, B, T, true);
+}
 Losses Model::forward(const ops::Index* tokens, int64_t B, int64_t T) { return run(tokens, B, T, false); }
 
 const Block* Model::block_of_layer(int64_t layer) const {
@@ -147,9 +202,27 @@ const int32_t* Model::load_counts(int64_t layer) const {
 }
 
 int64_t Model::head_bytes() const {
-  int64_t n = static_cast<int64_t>((head_normed_.size() + head_rstd_.size() + head_lse_.size()) * sizeof(float));
+  int64_t n = static_cast<int64_t>((head_normed_.size() + head_rstd_.size() + head_lse_.size()) * sizeof(float) +
+                                   head_dlogits_bf16_.size() * sizeof(uint16_t));
   for (const auto& l : logits_) n += static_cast<int64_t>(l.size() * sizeof(float));
   return n;
+}
+
+Model::SavedBytes Model::saved_bytes_by_kind() const {
+  SavedBytes s;
+  s.linear_cache = linear_cache_bytes(reg_);
+  const auto add_block = [&](const Block& b) {
+    s.attention += b.attention_saved_bytes();
+    (b.is_moe() ? s.moe : s.ffn_dense) += b.ffn_saved_bytes();
+    s.block_norms += b.saved_bytes() - b.attention_saved_bytes() - b.ffn_saved_bytes();
+  };
+  for (const Block& b : blocks_) add_block(b);
+  for (const MtpModule& m : mtp_) {
+    add_block(m.block());
+    s.mtp_other += m.saved_bytes();
+  }
+  for (const auto& r : resid_) s.residual += static_cast<int64_t>(r.size() * sizeof(float));
+  return s;
 }
 
 int64_t Model::saved_activation_bytes() const {

@@ -71,6 +71,25 @@ class Model {
   // head's buffers (logits [N, V] and the norm temporaries).
   int64_t workspace_bytes() const { return ws_.bytes(); }
   int64_t head_bytes() const;
+  // Rows of logits the output head computes at a time in forward_backward when its dY is
+  // BF16 (bf16 and fp8 recipes, telemetry off): logits and their FP32 gradient exist for one
+  // chunk only, the BF16 gradient [N, V] that Dgrad and Wgrad read is filled chunk by chunk
+  // (the same bits as the whole batch at once). 0 (default): about 8 MiB of FP32 logits;
+  // -1: never chunk (all [N, V] FP32 logits at once, the layout before 2026-11-23).
+  void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
+
+  // The bytes behind saved_activation_bytes(), by kind, as the buffers hold them now (for
+  // the memory breakdown of `bench step`).
+  struct SavedBytes {
+    int64_t residual = 0;      // the L+1 residual streams
+    int64_t attention = 0;     // MLA intermediates (q, kv, c_q, c_kv, k_pe, o, lse, ...)
+    int64_t ffn_dense = 0;     // dense FFN g, u, a (FP32 or their BF16/FP8 copies)
+    int64_t moe = 0;           // MoE routing state, expert outputs, experts' and shared g, u, a
+    int64_t block_norms = 0;   // block norm outputs, rstd and mid
+    int64_t mtp_other = 0;     // MTP norm statistics, concatenation, h'^k and h^k
+    int64_t linear_cache = 0;  // every Linear's BF16/FP8 copy of its input
+  };
+  SavedBytes saved_bytes_by_kind() const;
 
  private:
   Losses run(const ops::Index* tokens, int64_t B, int64_t T, bool backward);
@@ -80,6 +99,9 @@ class Model {
   // overwritten by their gradient.
   double head(int norm_id, const float* h, const ops::Index* targets, int64_t n, float* logits, bool backward,
               double dloss, float* dh);
+  // head() in row chunks (set_head_chunk_rows); the same contract.
+  double head_chunked(int norm_id, const float* h, const ops::Index* targets, int64_t n, double dloss, float* dh);
+  bool head_chunkable(bool backward) const;
   const Block* block_of_layer(int64_t layer) const;
 
   Registry reg_;
@@ -95,6 +117,8 @@ class Model {
   std::vector<AlignedBuffer<float>> d_hidden_;   // Dmtp+1 gradients ∂L/∂h^k [B·(T−k), D]
   std::vector<AlignedBuffer<float>> logits_;     // forward(): per head; forward_backward: [0] scratch
   AlignedBuffer<float> head_normed_, head_rstd_, head_lse_;  // [n, D], [n], [n] head temporaries
+  AlignedBuffer<uint16_t> head_dlogits_bf16_;               // [n, V] chunked head: BF16 ∂L/∂logits
+  int64_t head_chunk_rows_ = 0;
 };
 
 }  // namespace tinyseek::model

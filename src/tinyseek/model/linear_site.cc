@@ -106,6 +106,20 @@ int64_t linear_cache_bytes(const Registry& r) {
   return bytes;
 }
 
+LinearMemory linear_memory(const Registry& r) {
+  LinearMemory m;
+  const auto q_bytes = [](const numerics::QTensor& q) {
+    return static_cast<int64_t>(q.codes.size() + q.scales.size() * sizeof(float));
+  };
+  for (size_t id = 0; id < r.size(); ++id)
+    if (auto s = r.find_linear_state(static_cast<int>(id))) {
+      m.weight_copies += q_bytes(s->w_q) + q_bytes(s->w_q_dgrad) + static_cast<int64_t>(s->w_bf16.size() * 2);
+      m.packed_weights += static_cast<int64_t>(s->fprop_b.bytes() + s->dgrad_b.bytes());
+    }
+  m.activation_cache = linear_cache_bytes(r);
+  return m;
+}
+
 // ---- Trainer API
 
 namespace {

@@ -82,6 +82,14 @@ inline bool all_can_drop_input(std::initializer_list<const LinearSite*> sites) {
 // Bytes of every Linear's activation cache (BF16 / FP8 copies of inputs kept for Wgrad).
 int64_t linear_cache_bytes(const Registry& r);
 
+// Bytes every Linear's state holds, by kind (for the memory breakdown of `bench step`).
+struct LinearMemory {
+  int64_t weight_copies = 0;     // BF16 / FP8 copies of W (w_bf16, w_q, w_q_dgrad)
+  int64_t packed_weights = 0;    // packed GEMM panels of Wᵀ (Fprop) and W (Dgrad)
+  int64_t activation_cache = 0;  // = linear_cache_bytes()
+};
+LinearMemory linear_memory(const Registry& r);
+
 // ---- Trainer API over every Linear of a model (all take the model's registry).
 
 // Telemetry on/off for every Linear with an FP8/BF16 GEMM (FP32 Linears have nothing to

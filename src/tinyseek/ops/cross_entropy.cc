@@ -36,8 +36,19 @@ int64_t count_valid(const Index* targets, int64_t N) {
 
 }  // namespace
 
+int64_t count_valid_targets(const Index* targets, int64_t N) { return count_valid(targets, N); }
+
 template <class T>
 double cross_entropy_forward(T* lse, const T* logits, const Index* targets, int64_t N, int64_t V) {
+  double total = 0.0;
+  int64_t n_valid = 0;
+  cross_entropy_forward_rows(lse, logits, targets, N, V, total, n_valid);
+  return n_valid ? total / static_cast<double>(n_valid) : 0.0;
+}
+
+template <class T>
+void cross_entropy_forward_rows(T* lse, const T* logits, const Index* targets, int64_t N, int64_t V, double& total,
+                                int64_t& n_valid) {
   TS_CHECK(V > 0, "cross-entropy needs a positive vocabulary size, got " << V, "check vocab_size");
   for (int64_t n = 0; n < N; ++n)
     TS_CHECK(targets[n] < V, "target id " << targets[n] << " at row " << n << " is outside the vocabulary [0, " << V << ")",
@@ -55,20 +66,22 @@ double cross_entropy_forward(T* lse, const T* logits, const Index* targets, int6
       lse[n] = row_logsumexp(logits + n * V, V);
     }
   });
-  double total = 0.0;
-  int64_t n_valid = 0;
   for (int64_t n = 0; n < N; ++n) {
     if (targets[n] < 0) continue;
     total += static_cast<double>(lse[n]) - static_cast<double>(logits[n * V + targets[n]]);
     ++n_valid;
   }
-  return n_valid ? total / static_cast<double>(n_valid) : 0.0;
 }
 
 template <class T>
 void cross_entropy_backward(T* dlogits, double dloss, const T* logits, const T* lse,
                             const Index* targets, int64_t N, int64_t V) {
-  const int64_t n_valid = count_valid(targets, N);
+  cross_entropy_backward_rows(dlogits, dloss, count_valid(targets, N), logits, lse, targets, N, V);
+}
+
+template <class T>
+void cross_entropy_backward_rows(T* dlogits, double dloss, int64_t n_valid, const T* logits, const T* lse,
+                                 const Index* targets, int64_t N, int64_t V) {
   const T scale = n_valid ? static_cast<T>(dloss / static_cast<double>(n_valid)) : T(0);
   // float on AVX-512 CPUs: vectorised exp (elementwise_avx512.cc), same lane structure.
   const bool fast = simd_path() == SimdPath::Avx512Bf16;
@@ -100,6 +113,14 @@ void cross_entropy_backward(T* dlogits, double dloss, const T* logits, const T* 
 template double cross_entropy_forward<float>(float*, const float*, const Index*, int64_t, int64_t);
 template double cross_entropy_forward<double>(double*, const double*, const Index*, int64_t, int64_t);
 template void cross_entropy_backward<float>(float*, double, const float*, const float*, const Index*, int64_t, int64_t);
+template void cross_entropy_forward_rows<float>(float*, const float*, const Index*, int64_t, int64_t, double&,
+                                                int64_t&);
+template void cross_entropy_forward_rows<double>(double*, const double*, const Index*, int64_t, int64_t, double&,
+                                                 int64_t&);
+template void cross_entropy_backward_rows<float>(float*, double, int64_t, const float*, const float*, const Index*,
+                                                 int64_t, int64_t);
+template void cross_entropy_backward_rows<double>(double*, double, int64_t, const double*, const double*,
+                                                  const Index*, int64_t, int64_t);
 template void cross_entropy_backward<double>(double*, double, const double*, const double*, const Index*, int64_t, int64_t);
 
 }  // namespace tinyseek::ops

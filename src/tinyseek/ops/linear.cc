@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <vector>
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/numerics/bf16.h"
@@ -109,9 +112,77 @@ void GemmStats::add(const GemmStats& o) {
   b.add(o.b);
 }
 
+namespace {
+
+struct RegisteredScratch;
+
+// Every thread's scratch, for linear_scratch_bytes(). A thread registers its scratch when
+// it first uses it and removes it when it exits.
+std::mutex& scratch_list_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::vector<const RegisteredScratch*>& scratch_list() {
+  static std::vector<const RegisteredScratch*> list;
+  return list;
+}
+
+// The transient BF16/FP8 copies of W (prepare_fprop_weight), one per distinct size, so that
+// quantizing the model's few weight shapes in turn reallocates nothing (numerics::quantize
+// sizes its output exactly).
+struct WeightScratch {
+  std::map<std::pair<int64_t, int64_t>, numerics::QTensor> fp8;  // by (rows, cols)
+  std::map<int64_t, AlignedBuffer<uint16_t>> bf16;                // by elements
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto& [k, q] : fp8) n += q.codes.size() + q.scales.size() * sizeof(float);
+    for (const auto& [k, b] : bf16) n += b.size() * sizeof(uint16_t);
+    return n;
+  }
+};
+
+struct RegisteredScratch {
+  LinearScratch scratch;
+  WeightScratch weights;
+  RegisteredScratch() {
+    const std::lock_guard<std::mutex> lock(scratch_list_mutex());
+    scratch_list().push_back(this);
+  }
+  ~RegisteredScratch() {
+    const std::lock_guard<std::mutex> lock(scratch_list_mutex());
+    auto& l = scratch_list();
+    l.erase(std::remove(l.begin(), l.end(), this), l.end());
+  }
+  RegisteredScratch(const RegisteredScratch&) = delete;
+  RegisteredScratch& operator=(const RegisteredScratch&) = delete;
+};
+
+RegisteredScratch& registered_scratch() {
+  thread_local RegisteredScratch s;
+  return s;
+}
+
+WeightScratch& weight_scratch() { return registered_scratch().weights; }
+
+size_t qtensor_bytes(const numerics::QTensor& q) { return q.codes.size() + q.scales.size() * sizeof(float); }
+
+}  // namespace
+
 LinearScratch& linear_scratch() {
-  thread_local LinearScratch scratch;
-  return scratch;
+  return registered_scratch().scratch;
+}
+
+size_t linear_scratch_bytes() {
+  const std::lock_guard<std::mutex> lock(scratch_list_mutex());
+  size_t n = 0;
+  for (const RegisteredScratch* r : scratch_list()) {
+    const LinearScratch* s = &r->scratch;
+    n += r->weights.bytes();
+    n += qtensor_bytes(s->qa) + qtensor_bytes(s->qb) + qtensor_bytes(s->qc);
+    n += (s->bf_a.size() + s->bf_b.size()) * sizeof(uint16_t);
+    n += (s->f_tmp.size() + s->f_ref.size() + s->f_out.size() + s->amax_cur.size() + s->amax_use.size()) * sizeof(float);
+  }
+  return n;
 }
 
 // ---------------------------------------------------------------- plain FP32 path
@@ -283,10 +354,47 @@ bool packable(const LinearPrecision& p, DType a) {
          p.backend != gemm::Backend::kReference;
 }
 
-// Fprop's copy of W (BF16, or FP8 on the Fprop grid) and its packed Wᵀ, once per version.
+// Whether W's BF16/FP8 copy can live in the thread's scratch only, both packed forms being
+// made from it at once: training (LinearState::pack_dgrad_with_fprop), the GEMMs read only
+// the packed panels (packable for Fprop and Dgrad, one shared W grid), and telemetry is off
+// (its statistics read the copy). Saves one copy of every weight (1 byte per parameter for
+// fp8, 2 for bf16).
+bool transient_weight_copy(const LinearState& st, const LinearPrecision& p) {
+  return st.pack_dgrad_with_fprop && p.weight != DType::F32 && packable(p, p.fprop_x) &&
+         packable(p, p.dgrad_dy) && dgrad_shares_weight(p) && !st.telemetry_enabled;
+}
+
+bool weight_copy_released(const LinearState& st, const LinearPrecision& p) {
+  return (p.weight == DType::BF16 && st.w_bf16.empty()) || (gemm::is_fp8(p.weight) && st.w_q.codes.empty());
+}
+
+// Fprop's copy of W (BF16, or FP8 on the Fprop grid) and its packed Wᵀ, once per version
+// (again when telemetry needs the copy a transient one released).
 void prepare_fprop_weight(LinearState& st, const float* w, uint64_t version, int64_t out, int64_t in,
                           const LinearPrecision& p) {
-  if (st.fprop_version == version) return;
+  if (st.fprop_version == version && !(st.telemetry_enabled && weight_copy_released(st, p))) return;
+  if (transient_weight_copy(st, p)) {
+    // The same quantization and packing as below, into scratch; Dgrad's panels right away.
+    const Matrix wt = [&] {
+      if (p.weight == DType::BF16) {
+        AlignedBuffer<uint16_t>& b = weight_scratch().bf16[out * in];
+        bf16_encode_parallel(halves(b, out * in), w, static_cast<size_t>(out * in));
+        return gemm::view_bf16(b.data(), out, in, in);
+      }
+      numerics::QTensor& q = weight_scratch().fp8[{out, in}];
+      quantize_operand(q, w, out, in, p.weight, operand_granularity(p.granularity, true, true), false,
+                       LinearOperand::kWeight, p, st);
+      return gemm::view_fp8(q);
+    }();
+    Matrix wt_trans = wt;
+    wt_trans.trans = true;
+    gemm::pack_b(st.fprop_b, wt_trans, gemm_options(p, 0.0f));
+    gemm::pack_b(st.dgrad_b, wt, gemm_options(p, 1.0f));
+    st.w_q = {};
+    st.w_bf16 = AlignedBuffer<uint16_t>();
+    st.fprop_version = st.dgrad_version = version;
+    return;
+  }
   if (p.weight == DType::BF16) {
     bf16_encode_parallel(halves(st.w_bf16, out * in), w, static_cast<size_t>(out * in));
   } else if (gemm::is_fp8(p.weight)) {
@@ -448,13 +556,13 @@ void linear_forward(float* y, const float* x, const float* w, uint64_t w_version
   }
 }
 
-void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, uint64_t w_version,
-                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& st) {
-  check_dims(N, in, out);
-  if (p.plain_fp32()) {
-    linear_backward(dx, dw, dy, x, w, N, in, out);
-    return;
-  }
+namespace {
+
+// linear_backward with dY given either in FP32 (dy) or already rounded to BF16 (dy_bf16,
+// then dy is null and both GEMMs read dY in BF16).
+void backward_impl(float* dx, float* dw, const float* dy, const uint16_t* dy_bf16, const float* x, const float* w,
+                   uint64_t w_version, int64_t N, int64_t in, int64_t out, const LinearPrecision& p,
+                   LinearState& st) {
   p.validate();
   if (N == 0) return;
   begin_scaling_step(st, w_version, p);
@@ -466,7 +574,13 @@ void linear_backward(float* dx, float* dw, const float* dy, const float* x, cons
   // on the Dgrad (1x128) and Wgrad (128x1) grids from one pass over dy.
   Matrix dy_dgrad, dy_wgrad;
   bool dy_ready = false;
-  if (dx && dw && p.dgrad_dy == DType::BF16 && p.wgrad_dy == DType::BF16) {
+  if (dy_bf16 != nullptr) {
+    // The caller's BF16 dY: the very operand the conversion below would make.
+    dy_dgrad = gemm::view_bf16(dy_bf16, N, out, out);
+    dy_wgrad = dy_dgrad;
+    dy_wgrad.trans = true;
+    dy_ready = true;
+  } else if (dx && dw && p.dgrad_dy == DType::BF16 && p.wgrad_dy == DType::BF16) {
     dy_dgrad = make_operand(DType::BF16, dy, N, out, g_dgrad, true, LinearOperand::kDgradDy, false, sc.qa, sc.bf_a,
                             p, st);
     dy_wgrad = dy_dgrad;
@@ -516,6 +630,31 @@ void linear_backward(float* dx, float* dw, const float* dy, const float* x, cons
     gemm::gemm(dw, in, A, B, opt);
     if (st.telemetry_enabled) record_gemm(st.telemetry.wgrad, A, B, dy, x, p, st);
   }
+}
+
+}  // namespace
+
+void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, uint64_t w_version,
+                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& st) {
+  check_dims(N, in, out);
+  if (p.plain_fp32()) {
+    linear_backward(dx, dw, dy, x, w, N, in, out);
+    return;
+  }
+  backward_impl(dx, dw, dy, nullptr, x, w, w_version, N, in, out, p, st);
+}
+
+bool accepts_bf16_dy(const LinearPrecision& p, const LinearState& st) {
+  return p.dgrad_dy == DType::BF16 && p.wgrad_dy == DType::BF16 && !st.telemetry_enabled;
+}
+
+void linear_backward_bf16_dy(float* dx, float* dw, const uint16_t* dy, const float* x, const float* w,
+                             uint64_t w_version, int64_t N, int64_t in, int64_t out, const LinearPrecision& p,
+                             LinearState& st) {
+  check_dims(N, in, out);
+  TS_CHECK(accepts_bf16_dy(p, st), "linear_backward_bf16_dy needs BF16 dY for Dgrad and Wgrad and telemetry off",
+           "check accepts_bf16_dy() first, else pass FP32 dY to linear_backward");
+  backward_impl(dx, dw, nullptr, dy, x, w, w_version, N, in, out, p, st);
 }
 
 void linear_commit_scaling(LinearState& st) {

@@ -146,6 +146,12 @@ struct LinearState {
   numerics::QTensor w_q_dgrad;    // FP8 W on the Dgrad grid (row, mx32)
   AlignedBuffer<uint16_t> w_bf16; // BF16 W [out, in]
   gemm::PackedB fprop_b, dgrad_b; // packed Wᵀ and W (empty: use the unpacked views)
+  // Every forward is followed by a backward (set by model::Model::forward_backward): the
+  // BF16/FP8 copy of W may then live in a per-thread scratch while Fprop's and Dgrad's
+  // panels are packed from it at once (when both GEMMs read only the packed panels and
+  // telemetry is off), instead of being kept per Linear. Same bits; a forward-only user
+  // (inference) leaves it false and never packs the Dgrad form.
+  bool pack_dgrad_with_fprop = false;
 
   // --- Activation cache (saved_x BF16 / FP8), valid for saved_rows rows.
   int64_t saved_rows = -1;
@@ -175,6 +181,9 @@ struct LinearScratch {
   AlignedBuffer<float> f_tmp, f_ref, f_out, amax_cur, amax_use;
 };
 LinearScratch& linear_scratch();
+// Bytes held by the scratch of every thread that has one (for the memory breakdown of
+// `bench step`; call it outside parallel regions).
+size_t linear_scratch_bytes();
 
 // Plain FP32 path: y = x Wᵀ (accumulate = false) or y += x Wᵀ (accumulate = true, e.g.
 // adding o_proj straight into the residual stream).
@@ -196,6 +205,17 @@ void linear_forward(float* y, const float* x, const float* w, uint64_t w_version
 //   dx [N, in]   dw [out, in]   dy [N, out]   x [N, in]   w [out, in]
 void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, uint64_t w_version,
                      int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& state);
+
+// The same backward with dY already rounded to BF16 (RNE, as bf16_encode_parallel rounds
+// it): the same bits as linear_backward on the FP32 dY it came from. Lets a caller make dY
+// in row chunks without keeping it in FP32 (the output head: [N, V] logits gradients).
+// Requires accepts_bf16_dy(p, st): both dY operands BF16 and telemetry off (telemetry
+// compares against the FP32 dY).
+//   dx [N, in]   dw [out, in]   dy [N, out] BF16 bits   x [N, in]   w [out, in]
+bool accepts_bf16_dy(const LinearPrecision& p, const LinearState& st);
+void linear_backward_bf16_dy(float* dx, float* dw, const uint16_t* dy, const float* x, const float* w,
+                             uint64_t w_version, int64_t N, int64_t in, int64_t out, const LinearPrecision& p,
+                             LinearState& st);
 
 // Delayed scaling: pushes the amaxes recorded since the last commit into the histories (a
 // no-op for online scaling). Runs by itself when a new weight version arrives; call it
