@@ -52,9 +52,12 @@ args+=(--recipe "${RECIPE:-fp8}")
 "$BIN" "${args[@]}"
 
 echo
-echo "== sample (temperature 0.8, plain sampling over the model's forward pass) =="
+echo "== validation =="
+"$BIN" eval --checkpoint "$RUN" --batches 16
+echo
+echo "== sample (temperature 0.8; MTP speculative decoding over the latent KV cache) =="
 prompt=${PROMPT:-"def "}
-"$BIN" eval --checkpoint "$RUN" --batches 16 --sample 160 --prompt "$prompt" --temperature 0.8
+"$BIN" generate --checkpoint "$RUN" --prompt "$prompt" --max-new-tokens 160 --temperature 0.8 --seed 1 --speculative
 echo
 echo "loss plot: $RUN/loss.svg"
 echo "metrics:   $RUN/metrics.jsonl   checkpoint: $RUN (resume with: $BIN train --resume $RUN --steps N)"

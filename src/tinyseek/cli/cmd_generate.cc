@@ -98,6 +98,7 @@ void run_generate(const GenerateArgs& a) {
     return;
   }
   std::printf("\n");
+  std::fflush(stdout);  // the statistics line (stderr) must follow the text, not cut into it
   std::fprintf(stderr, "%zu tokens in %.3f s (%.1f tokens/s; prefill of %zu prompt tokens %.3f s)", r.tokens.size(),
                r.decode_seconds, r.tokens_per_s(), prompt.size(), r.prefill_seconds);
   if (opt.speculative) {
