@@ -19,6 +19,8 @@ struct Case {
   const char* recipe;
   double tol;  // normwise relative, on logits
 };
+// ctest shows the case instead of the struct's bytes.
+inline void PrintTo(const Case& c, std::ostream* os) { *os << to_string(c.arch) << " " << c.recipe; }
 
 // FP32: only the summation order of the absorbed attention differs (expect ~1e-6).
 // FP8: every Linear sees bit-identical inputs per row, and FP8/BF16 rounding mostly absorbs the

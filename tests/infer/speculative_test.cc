@@ -127,6 +127,10 @@ struct SampledCase {
   int64_t draft;
   SamplingOptions s;
 };
+// ctest shows the case instead of the struct's bytes.
+inline void PrintTo(const SampledCase& c, std::ostream* os) {
+  *os << "draft " << c.draft << ", temperature " << c.s.temperature << ", top-k " << c.s.top_k << ", top-p " << c.s.top_p;
+}
 
 // The first generated token after a fixed prompt, over many seeds, is distributed as the
 // main model's (filtered) softmax at that position. It is drafted by MTP module 1 and then

@@ -20,6 +20,10 @@ namespace {
 struct Shape {
   int64_t B, T, H, dn, dr, dv;
 };
+// ctest shows the shape instead of the struct's bytes.
+inline void PrintTo(const Shape& s, std::ostream* os) {
+  *os << "B" << s.B << " T" << s.T << " H" << s.H << " dn" << s.dn << " dr" << s.dr << " dv" << s.dv;
+}
 
 struct Result {
   Vec o, lse, dq, dkv, dkpe;

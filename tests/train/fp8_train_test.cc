@@ -85,6 +85,8 @@ struct TelemetryCase {
   double fp8_min_db;
   bool may_saturate;
 };
+// ctest shows the case name instead of the struct's bytes.
+inline void PrintTo(const TelemetryCase& c, std::ostream* os) { *os << c.name; }
 class TelemetryTest : public ::testing::TestWithParam<TelemetryCase> {};
 
 TEST_P(TelemetryTest, RecordsSaneNumbersAndChangesNoBit) {

@@ -82,6 +82,8 @@ struct ResumeCase {
   const char* name;
   std::vector<std::string> overrides;
 };
+// ctest shows the case name instead of the struct's bytes.
+inline void PrintTo(const ResumeCase& c, std::ostream* os) { *os << c.name; }
 class ResumeTest : public ::testing::TestWithParam<ResumeCase> {};
 
 TEST_P(ResumeTest, HalfThenResumeIsBitIdentical) {
