@@ -326,7 +326,12 @@ void dequantize(float* out, int64_t ld, const QTensor& q) {
       float* o = out + i * ld;
       const float* srow = q.scales.data() + (i / g.tile_rows) * g.grid_cols;
       fp8_decode_bulk(o, q.codes.data() + i * q.cols, static_cast<size_t>(q.cols), q.format);
-      for (int64_t j = 0; j < q.cols; ++j) o[j] *= srow[j / g.tile_cols];
+      // Tile by tile: a plain loop per scale vectorises (no division per element).
+      for (int64_t j0 = 0, t = 0; j0 < q.cols; j0 += g.tile_cols, ++t) {
+        const float s = srow[t];
+        const int64_t j1 = std::min(q.cols, j0 + g.tile_cols);
+        for (int64_t j = j0; j < j1; ++j) o[j] *= s;
+      }
     }
   });
 }
