@@ -14,13 +14,5 @@ void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);        // cmd_generate.cc
 void add_bench_decode(CLI::App& bench);  // `bench decode`, cmd_generate.cc; called by add_bench
 void add_export(CLI::App& app);
-// Subcommands of DESIGN.md §7 that are not built yet: they parse anything, say so and
-// exit with status 2 (never a silent success).
-void add_not_built(CLI::App& app);
-
-// Thrown by a subcommand that exists in the CLI but whose implementation has not landed.
-struct NotBuilt {
-  std::string command, issue;
-};
 
 }  // namespace tinyseek::cli

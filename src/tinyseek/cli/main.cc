@@ -19,7 +19,6 @@ int main(int argc, char** argv) {
   tinyseek::cli::add_eval(app);
   tinyseek::cli::add_generate(app);
   tinyseek::cli::add_export(app);
-  tinyseek::cli::add_not_built(app);
   app.footer(
       "\nRun `tinyseek <command> --help` for a command's options.\n"
       "Threads follow OMP_NUM_THREADS; TINYSEEK_SIMD=portable forces the portable kernels.");
@@ -27,11 +26,6 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  } catch (const tinyseek::cli::NotBuilt& nb) {
-    std::fprintf(stderr,
-                 "tinyseek %s: not built yet (planned in issue %s). Nothing was done.\n",
-                 nb.command.c_str(), nb.issue.c_str());
-    return 2;
   } catch (const tinyseek::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
