@@ -250,7 +250,9 @@ TEST_P(Fp8Recompute, PoliciesGiveIdenticalGradientsHistoriesAndTelemetry) {
   EXPECT_GT(none.cache, 0);  // the fp8 recipe does use Linear copies under `none`
   EXPECT_LT(sel.saved, none.saved);
   EXPECT_LT(full.saved, sel.saved);
-  if (std::string(GetParam()).find("delayed") != std::string::npos) EXPECT_GT(none.scaling.size(), 100u);
+  if (std::string(GetParam()).find("delayed") != std::string::npos) {
+    EXPECT_GT(none.scaling.size(), 100u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Scaling, Fp8Recompute, ::testing::Values("", ":scaling=delayed:amax_history=3"));

@@ -255,7 +255,9 @@ TEST(LinearQuant, ReusedScratchOfAnotherShapeGivesTheSameBits) {
               r.codes.size());
   // Grown once, not shrunk (the fast path; the portable fallback is numerics::quantize,
   // which sizes its buffers exactly).
-  if (simd_path() == SimdPath::Avx512Bf16) EXPECT_GE(r.codes.size(), size_t(300 * 700));
+  if (simd_path() == SimdPath::Avx512Bf16) {
+    EXPECT_GE(r.codes.size(), size_t(300 * 700));
+  }
 }
 
 TEST(LinearQuant, NonFiniteTileIsRejectedOnEveryPath) {

@@ -125,9 +125,10 @@ TEST_P(TelemetryTest, RecordsSaneNumbersAndChangesNoBit) {
         const bool fp8_operands = g["a"].contains("scale_min") || g["b"].contains("scale_min");
         if (fp8_operands) {
           fp8_min = std::min(fp8_min, db), fp8_max = std::max(fp8_max, db);
-          if (!GetParam().may_saturate)
+          if (!GetParam().may_saturate) {
             EXPECT_EQ(g["a"]["saturated"].get<int64_t>() + g["b"]["saturated"].get<int64_t>(), 0)
                 << "online max-abs scaling never clips: " << lin["name"] << " " << role;
+          }
         } else {
           bf16_min = std::min(bf16_min, db);
         }

@@ -259,8 +259,11 @@ TEST(Trainer, LossFallsEndToEnd) {
   EXPECT_NE(s.find("<svg"), std::string::npos);
   EXPECT_NE(s.find("<polyline"), std::string::npos);
   EXPECT_NE(s.find("validation"), std::string::npos);
-  for (const std::string& f : io::checkpoint_files())
-    if (f != "tokenizer.json") EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;  // via the top-level links
+  for (const std::string& f : io::checkpoint_files()) {
+    if (f != "tokenizer.json") {
+      EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;  // via the top-level links
+    }
+  }
   int step_dirs = 0;
   for (const auto& e : fs::directory_iterator(dir)) step_dirs += e.path().filename().string().rfind("step-", 0) == 0;
   EXPECT_EQ(step_dirs, 1) << "old checkpoints must be removed after a successful save";
