@@ -11,6 +11,7 @@
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/cli/commands.h"
+#include "tinyseek/dist/comm.h"
 #include "tinyseek/data/prepare.h"
 #include "tinyseek/io/checkpoint.h"
 #include "tinyseek/train/run_config.h"
@@ -87,10 +88,18 @@ std::string resolve_data(const TrainArgs& a, const std::string& run_dir, const t
   const std::string out = (fs::path(run_dir) / "data").string();
   // A resumed run keeps the data its tokenizer was trained on.
   if (!a.resume.empty() && is_data_dir(out)) return out;
+  // Under mpirun rank 0 prepares the data; the others wait for it, then read it.
+  const dist::Comm& comm = dist::world();
+  if (!comm.is_root()) {
+    comm.barrier();
+    TS_CHECK(is_data_dir(out), "rank 0 did not prepare " << out, "see rank 0's error");
+    return out;
+  }
   std::printf("preparing %zu text input(s): tokenizer (vocab %lld) + shards -> %s\n", a.data.size(),
               static_cast<long long>(rc.model.vocab_size), out.c_str());
   std::fflush(stdout);
   data::prepare_from_text(a.data, out, static_cast<int32_t>(rc.model.vocab_size), 0.05, !a.quiet);
+  comm.barrier();
   return out;
 }
 
@@ -144,18 +153,20 @@ int run_train(const TrainArgs& a, const std::vector<std::string>& overrides) {
   opt.telemetry_every = telemetry_every;
   opt.allow_precision_change = a.allow_precision_change;
   train::Trainer trainer(rc.model, rc.hyper, std::move(data), opt);
+  const bool root = dist::world().is_root();  // only rank 0 prints
   if (a.resume.empty()) {
     trainer.init_fresh();
   } else {
     trainer.resume(a.resume);
-    if (!a.quiet) std::printf("resumed %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.step()));
+    if (!a.quiet && root) std::printf("resumed %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.step()));
   }
   if (trainer.step() >= until) {
-    std::printf("already at step %lld (>= --steps %lld): nothing to do\n", static_cast<long long>(trainer.step()),
+    if (root) std::printf("already at step %lld (>= --steps %lld): nothing to do\n", static_cast<long long>(trainer.step()),
                 static_cast<long long>(until));
     return 0;
   }
   const train::Trainer::Stop stop = trainer.run(until);
+  if (!root) return 0;
   std::printf("%s at step %lld: checkpoint %s, metrics %s/metrics.jsonl, loss plot %s/loss.svg\n",
               stop == train::Trainer::Stop::kSignal ? "interrupted" : "done", static_cast<long long>(trainer.step()),
               run_dir.c_str(), run_dir.c_str(), run_dir.c_str());

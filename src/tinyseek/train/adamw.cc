@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/parallel.h"
@@ -105,17 +106,39 @@ std::vector<OptimizerChunk> optimizer_chunks(const model::Registry& reg) {
 }
 
 AdamW::AdamW(const model::Registry& reg, const AdamWConfig& cfg)
-    : cfg_(cfg), chunks_(optimizer_chunks(reg)), buffer_size_(reg.params().size()) {
+    : AdamW(reg, cfg, dist::Range{0, reg.params().size()}) {}
+
+AdamW::AdamW(const model::Registry& reg, const AdamWConfig& cfg, dist::Range shard)
+    : cfg_(cfg), buffer_size_(reg.params().size()), shard_(shard) {
   validate(cfg_);
+  TS_ASSERT(shard_.begin <= shard_.end && shard_.end <= buffer_size_);
+  for (const OptimizerChunk& k : optimizer_chunks(reg)) {
+    const bool inside = k.offset >= shard_.begin && k.offset + k.size <= shard_.end;
+    // A chunk straddling a shard boundary would be updated by nobody or twice.
+    TS_ASSERT(inside || k.offset + k.size <= shard_.begin || k.offset >= shard_.end);
+    if (inside) chunks_.push_back(k);
+  }
   for (const model::TensorInfo& t : reg.tensors()) tensor_ranges_.emplace_back(t.offset, t.numel);
   if (cfg_.moments == MomentPrecision::kBf16) {
-    m16_.resize(buffer_size_);
-    v16_.resize(buffer_size_);
+    m16_.resize(shard_.size());
+    v16_.resize(shard_.size());
   } else {
-    m32_.resize(buffer_size_);
-    v32_.resize(buffer_size_);
+    m32_.resize(shard_.size());
+    v32_.resize(shard_.size());
   }
   reset();
+}
+
+std::span<std::byte> AdamW::shard_moment_bytes(int which) {
+  const std::span<const std::byte> s = std::as_const(*this).shard_moment_bytes(which);
+  return {const_cast<std::byte*>(s.data()), s.size()};
+}
+
+std::span<const std::byte> AdamW::shard_moment_bytes(int which) const {
+  const std::byte* base = cfg_.moments == MomentPrecision::kBf16
+                              ? reinterpret_cast<const std::byte*>(which == 0 ? m16_.data() : v16_.data())
+                              : reinterpret_cast<const std::byte*>(which == 0 ? m32_.data() : v32_.data());
+  return {base, shard_.size() * moment_bytes()};
 }
 
 void AdamW::reset() {
@@ -142,7 +165,11 @@ std::span<std::byte> AdamW::moment_span(int which, int id) const {
   TS_CHECK(id >= 0 && static_cast<size_t>(id) < tensor_ranges_.size(),
            "AdamW moment of tensor id " << id << " requested; the registry has " << tensor_ranges_.size(),
            "use an id from the model's registry");
-  const auto [offset, numel] = tensor_ranges_[static_cast<size_t>(id)];
+  const auto [offset_in_buffer, numel] = tensor_ranges_[static_cast<size_t>(id)];
+  TS_CHECK(offset_in_buffer >= shard_.begin && offset_in_buffer + numel <= shard_.end,
+           "AdamW moment of tensor id " << id << " requested from an optimizer sharded to elements ["
+           << shard_.begin << ", " << shard_.end << ")", "gather the shards into an unsharded AdamW first");
+  const size_t offset = offset_in_buffer - shard_.begin;
   // The buffers are owned by this object; the const overloads hand out const spans.
   std::byte* base = nullptr;
   if (cfg_.moments == MomentPrecision::kBf16) {
@@ -182,14 +209,15 @@ void AdamW::step(model::Registry& reg, double lr, float grad_scale) {
     const OptimizerChunk& k = chunks_[static_cast<size_t>(i)];
     float* p = params + k.offset;
     const float* g = grads + k.offset;
+    const size_t local = k.offset - shard_.begin;  // into the shard's moments
     if (bf16) {
-      uint16_t* m = m16_.data() + k.offset;
-      uint16_t* v = v16_.data() + k.offset;
+      uint16_t* m = m16_.data() + local;
+      uint16_t* v = v16_.data() + local;
       avx512 ? detail::adamw_chunk_bf16_avx512(p, g, m, v, k.size, k.decay, c)
              : step_chunk_bf16(p, g, m, v, k.size, k.decay, c);
     } else {
-      float* m = m32_.data() + k.offset;
-      float* v = v32_.data() + k.offset;
+      float* m = m32_.data() + local;
+      float* v = v32_.data() + local;
       avx512 ? detail::adamw_chunk_fp32_avx512(p, g, m, v, k.size, k.decay, c)
              : step_chunk_fp32(p, g, m, v, k.size, k.decay, c);
     }

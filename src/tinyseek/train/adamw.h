@@ -18,6 +18,11 @@
 // The work is split into fixed chunks of at most kChunk elements inside each tensor and
 // the chunks run in parallel; every element's arithmetic is independent of the split, so
 // the result is bit-identical for any thread count.
+//
+// ZeRO-1 (dist/data_parallel.h): an AdamW built for a shard — a chunk-aligned element range
+// of the registry buffers — keeps moments for that range only and updates only its chunks.
+// Per-element arithmetic does not depend on the split, so N shard optimizers stepped with
+// the same gradients and scale give the same parameters as one unsharded optimizer.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +30,7 @@
 #include <vector>
 
 #include "tinyseek/base/aligned.h"
+#include "tinyseek/dist/comm.h"
 #include "tinyseek/model/registry.h"
 
 namespace tinyseek::train {
@@ -61,10 +67,14 @@ class AdamW {
  public:
   // Moments sized like the registry's buffers (same offsets), zero; step count 0.
   AdamW(const model::Registry& reg, const AdamWConfig& cfg);
+  // Sharded: moments and updates for the elements in `shard` only (its ends must fall on
+  // optimizer-chunk boundaries or the buffer's ends; see dist::zero_shards).
+  AdamW(const model::Registry& reg, const AdamWConfig& cfg, dist::Range shard);
 
   // One update of every optimizer-trained tensor of `reg` (a registry with the layout given
   // at construction) with learning rate `lr`; gradients are multiplied by `grad_scale` as
-  // they are read (pass the clip factor; the grads buffer is not modified).
+  // they are read (pass the clip factor; the grads buffer is not modified). A sharded
+  // optimizer reads and writes only its shard's parameters and gradients.
   void step(model::Registry& reg, double lr, float grad_scale = 1.0f);
 
   const AdamWConfig& config() const { return cfg_; }
@@ -81,8 +91,16 @@ class AdamW {
   std::span<const std::byte> exp_avg_sq(int id) const { return moment_span(1, id); }
   std::span<std::byte> mutable_exp_avg(int id) { return moment_span(0, id); }
   std::span<std::byte> mutable_exp_avg_sq(int id) { return moment_span(1, id); }
+  // (A sharded optimizer hands out spans only for tensors lying wholly inside its shard.)
   void set_step_count(int64_t t);
   void reset();  // zero moments, step count 0
+
+  // The element range this optimizer owns ([0, params size) when unsharded), and its raw
+  // moment bytes (which = 0: exp_avg, 1: exp_avg_sq) for the range, element `shard().begin`
+  // first: what dist gathers into / scatters from an unsharded optimizer at checkpoints.
+  dist::Range shard() const { return shard_; }
+  std::span<std::byte> shard_moment_bytes(int which);
+  std::span<const std::byte> shard_moment_bytes(int which) const;
 
  private:
   std::span<std::byte> moment_span(int which, int id) const;
@@ -92,8 +110,9 @@ class AdamW {
   std::vector<OptimizerChunk> chunks_;
   std::vector<std::pair<size_t, size_t>> tensor_ranges_;  // (offset, numel) per tensor id
   size_t buffer_size_ = 0;                                 // registry params().size()
-  AlignedBuffer<float> m32_, v32_;                         // kFp32
-  AlignedBuffer<uint16_t> m16_, v16_;                      // kBf16
+  dist::Range shard_;                                      // the elements owned
+  AlignedBuffer<float> m32_, v32_;                         // kFp32, [shard size]
+  AlignedBuffer<uint16_t> m16_, v16_;                      // kBf16, [shard size]
   int64_t step_count_ = 0;
 };
 

@@ -33,13 +33,25 @@ double sum_squares(const float* x, size_t n) {
 
 double global_grad_norm(const model::Registry& reg) {
   const std::vector<OptimizerChunk> chunks = optimizer_chunks(reg);
+  return norm_from_chunk_sums(chunk_sum_squares(reg, chunks, 0, chunks.size()));
+}
+
+std::vector<double> chunk_sum_squares(const model::Registry& reg, const std::vector<OptimizerChunk>& chunks,
+                                      size_t first, size_t last) {
   const float* g = reg.grads().data();
-  const double sq = deterministic_sum<double>(static_cast<int64_t>(chunks.size()), 1, [&](int64_t b, int64_t e) {
-    double s = 0;
-    for (int64_t c = b; c < e; ++c) s += sum_squares(g + chunks[c].offset, chunks[c].size);
-    return s;
+  std::vector<double> sums(last - first);
+  parallel_for(static_cast<int64_t>(sums.size()), [&](int64_t i) {
+    const OptimizerChunk& c = chunks[first + size_t(i)];
+    sums[size_t(i)] = sum_squares(g + c.offset, c.size);
   });
-  return std::sqrt(sq);
+  return sums;
+}
+
+double norm_from_chunk_sums(const std::vector<double>& sums) {
+  // deterministic_sum's order: 0 + s_0 + s_1 + ... (the bits global_grad_norm always had).
+  double total = 0;
+  for (double s : sums) total += s;
+  return std::sqrt(total);
 }
 
 float clip_factor(double norm, double max_norm) {

@@ -6,7 +6,10 @@
 // not applied here: pass it to AdamW::step as grad_scale, which multiplies each gradient
 // as it is read (one pass over memory fewer than scaling in place).
 #pragma once
+#include <vector>
+
 #include "tinyseek/model/registry.h"
+#include "tinyseek/train/adamw.h"
 
 namespace tinyseek::train {
 
@@ -18,6 +21,14 @@ struct ClipResult {
 
 // Σ g² over all optimizer-trained gradients, in double, sqrt'ed.
 double global_grad_norm(const model::Registry& reg);
+
+// The pieces of global_grad_norm, for a norm over gradients sharded across ranks
+// (dist/data_parallel.h): Σ g² of each chunk in chunks[first, last) (optimizer_chunks
+// indices), and the fold of all chunks' values in chunk order, then sqrt. The fold is
+// global_grad_norm's own, so sharded and unsharded norms of equal gradients are equal bits.
+std::vector<double> chunk_sum_squares(const model::Registry& reg, const std::vector<OptimizerChunk>& chunks,
+                                      size_t first, size_t last);
+double norm_from_chunk_sums(const std::vector<double>& sums);
 
 // min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_; max_norm <= 0 means
 // no clipping (factor 1).

@@ -66,7 +66,7 @@ void check_split(const data::TokenSplit& s, const char* name, int64_t window, in
 }  // namespace
 
 Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainData data, TrainerOptions opt)
-    : cfg_(cfg), hyper_(hyper), data_(std::move(data)), opt_(std::move(opt)) {
+    : cfg_(cfg), hyper_(hyper), data_(std::move(data)), opt_(std::move(opt)), comm_(dist::world()) {
   const RunOptions& r = hyper_.run;
   TS_CHECK(r.steps > 0, "the run's planned length training.steps is not set",
            "pass --steps N or set training.steps in the config");
@@ -79,13 +79,27 @@ Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainDa
   const int64_t window = r.seq_len + 1;
   check_split(*data_.train, "train", window, cfg_.vocab_size);
   check_split(*data_.val, "val", window, cfg_.vocab_size);
+  const int N = comm_.size();
+  if (comm_.distributed()) {
+    TS_CHECK(r.batch_size % N == 0, "training.batch_size " << r.batch_size << " is not divisible by the " << N
+             << " ranks (each rank trains on batch_size/ranks sequences of every micro-batch)",
+             "use a batch_size that is a multiple of " << N << ", or another -np");
+    TS_CHECK(cfg_.precision.scaling == model::Scaling::kOnline, "delayed scaling is not supported with more than "
+             "one rank yet (each rank's amax histories would see only its own rows)",
+             "use precision.scaling=online, or train on one process");
+    TS_CHECK(opt_.telemetry_every == 0, "--numerics-telemetry is not supported with more than one rank yet",
+             "run the telemetry on one process");
+    // Only rank 0 speaks; the others print nothing but errors.
+    if (!comm_.is_root()) opt_.print = false;
+  }
 
   model_ = std::make_unique<model::Model>(cfg_);
   model_->set_recompute(model::parse_recompute(r.recompute));
+  dp_ = std::make_unique<dist::DataParallel>(comm_, model_->registry());
   AdamWConfig ac = hyper_.adamw;
   if (cfg_.precision.optimizer_moments == model::StoreFormat::kBf16) ac.moments = MomentPrecision::kBf16;
   hyper_.adamw.moments = ac.moments;
-  adamw_ = std::make_unique<AdamW>(model_->registry(), ac);
+  adamw_ = std::make_unique<AdamW>(model_->registry(), ac, dp_->my_shard());
   loader_ = std::make_unique<data::WindowLoader>(data_.train, data::LoaderOptions{window, 0, r.data_seed, true});
   lr_ = lr_schedule(hyper_, r.steps);
   lambda_ = mtp_lambda_schedule(hyper_);
@@ -102,7 +116,7 @@ void Trainer::init_fresh() {
   adamw_->reset();
   loader_->reset();
   step_ = tokens_seen_ = bad_in_row_ = 0;
-  if (!opt_.run_dir.empty()) metrics_ = MetricsLog(opt_.run_dir, -1);
+  if (root_writes()) metrics_ = MetricsLog(opt_.run_dir, -1);
 }
 
 namespace {
@@ -156,7 +170,15 @@ void Trainer::resume(const std::string& run_dir) {
                   "delayed-scaling histories start afresh)\n", list.c_str());
   }
   io::load_model_safetensors(model_->registry(), dir + "/model.safetensors");
-  load_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors", !pdiff.empty());
+  if (comm_.distributed()) {
+    // The checkpoint holds the unsharded optimizer (any rank count wrote it): every rank
+    // reads it whole and keeps its shard.
+    AdamW full(model_->registry(), adamw_->config());
+    load_optimizer_state(full, model_->registry(), dir + "/optimizer.safetensors", !pdiff.empty());
+    dist::DataParallel::scatter_optimizer(full, *adamw_);
+  } else {
+    load_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors", !pdiff.empty());
+  }
   if (pdiff.empty()) load_scaling_state(model_->registry(), dir + "/scaling.safetensors");
   const TrainerState st = read_trainer_state(dir + "/trainer_state.json");
   check_router_biases(st, model_->registry());
@@ -172,7 +194,7 @@ void Trainer::resume(const std::string& run_dir) {
   bad_in_row_ = st.bad_steps_in_row;
   last_lr_ = st.lr;
   last_save_step_ = step_;
-  if (!opt_.run_dir.empty()) metrics_ = MetricsLog(opt_.run_dir, step_);
+  if (root_writes()) metrics_ = MetricsLog(opt_.run_dir, step_);
 }
 
 void Trainer::set_mtp_lambda(double lambda) {
@@ -185,6 +207,8 @@ void Trainer::set_mtp_lambda(double lambda) {
 StepRecord Trainer::train_step() {
   const RunOptions& r = hyper_.run;
   const int64_t B = r.batch_size, T = r.seq_len, k = r.grad_accum;
+  const int64_t N = comm_.size(), rows = B / N;  // this rank's rows of every micro-batch
+  const int32_t* my_rows = batch_.data() + comm_.rank() * rows * (T + 1);
   Timer timer;
   StepRecord rec;
   rec.lr = lr_.at(step_);
@@ -201,8 +225,8 @@ StepRecord Trainer::train_step() {
   model::Losses sum;
   sum.loss_mtp.assign(static_cast<size_t>(cfg_.num_nextn_predict_layers), 0.0);
   for (int64_t micro = 0; micro < k; ++micro) {
-    loader_->next(batch_.data(), B);
-    const model::Losses l = model_->forward_backward(batch_.data(), B, T);
+    loader_->next(batch_.data(), B);  // every rank reads the global micro-batch
+    const model::Losses l = model_->forward_backward(my_rows, rows, T);
     sum.loss += l.loss, sum.loss_main += l.loss_main, sum.loss_balance += l.loss_balance;
     for (size_t d = 0; d < l.loss_mtp.size(); ++d) sum.loss_mtp[d] += l.loss_mtp[d];
     for (size_t li = 0; li < moe.size(); ++li) {
@@ -210,7 +234,17 @@ StepRecord Trainer::train_step() {
       for (int64_t e = 0; e < E; ++e) load[li * size_t(E) + size_t(e)] += c[e];
     }
   }
-  const double inv_k = 1.0 / static_cast<double>(k);
+  if (comm_.distributed()) {
+    // Σ of the ranks' means in rank order (each rank's mean is over the same token count).
+    std::vector<double> v = {sum.loss, sum.loss_main, sum.loss_balance};
+    v.insert(v.end(), sum.loss_mtp.begin(), sum.loss_mtp.end());
+    v = comm_.allreduce_sum_ordered(v);
+    sum.loss = v[0], sum.loss_main = v[1], sum.loss_balance = v[2];
+    std::copy(v.begin() + 3, v.end(), sum.loss_mtp.begin());
+    comm_.allreduce_sum(load);  // exact integer sums
+  }
+  // Mean over the k micro-batches of every rank (k·N for one process is k).
+  const double inv_k = 1.0 / static_cast<double>(k * N);
   rec.losses = {sum.loss * inv_k, sum.loss_main * inv_k, sum.loss_mtp, sum.loss_balance * inv_k};
   for (double& x : rec.losses.loss_mtp) x *= inv_k;
   if (opt_.after_backward) opt_.after_backward(step_, reg);
@@ -222,13 +256,16 @@ StepRecord Trainer::train_step() {
     telemetry_.add_step(records);
   }
 
-  // The step's gradient is Σ/k: its norm is the raw norm / k, and 1/k joins the clip factor.
-  const ClipResult clip = clip_gradients(reg, 0.0);
-  rec.grad_norm = clip.norm * inv_k;
-  const bool finite = std::isfinite(rec.losses.loss) && clip.finite;
+  // The step's gradient is Σ/(k·N): its norm is the raw norm / (k·N), and 1/(k·N) joins
+  // the clip factor. With one process the reduction is a no-op and the norm the unsharded one.
+  dp_->reduce_gradients(reg);
+  const double raw_norm = dp_->grad_norm(reg);
+  rec.grad_norm = raw_norm * inv_k;
+  const bool finite = std::isfinite(rec.losses.loss) && std::isfinite(raw_norm);
   if (finite) {
     const float scale = static_cast<float>(static_cast<double>(clip_factor(rec.grad_norm, hyper_.grad_clip)) * inv_k);
     adamw_->step(reg, rec.lr, scale);
+    dp_->allgather_params(reg);
     const double gamma = gamma_.at(step_);
     for (size_t li = 0; li < moe.size(); ++li)
       bias_update(reg.param(router_bias_id(reg, moe[li])), load.data() + li * size_t(E), E, gamma);
@@ -237,7 +274,8 @@ StepRecord Trainer::train_step() {
   } else {
     rec.skipped = true;
     ++bad_in_row_;
-    std::fprintf(stderr,
+    if (comm_.is_root())
+      std::fprintf(stderr,
                  "warning: step %lld: non-finite loss or gradient (loss %g, grad norm %g): update skipped "
                  "(%lld in a row; abort after %lld)\n",
                  static_cast<long long>(step_ + 1), rec.losses.loss, rec.grad_norm, static_cast<long long>(bad_in_row_),
@@ -247,12 +285,14 @@ StepRecord Trainer::train_step() {
     rec.imbalance = std::max(rec.imbalance, load_imbalance(load.data() + li * size_t(E), E));
   ++step_;
   last_lr_ = rec.lr;
-  tokens_seen_ += k * B * T;
+  tokens_seen_ += k * B * T;  // the global batch
   rec.step = step_;
   rec.tokens = tokens_seen_;
   rec.ms = timer.ms();
   rec.tokens_per_s = static_cast<double>(k * B * T) / (rec.ms * 1e-3);
-  if (peak_gflops_ && *peak_gflops_ > 0) rec.mfu = rec.tokens_per_s * flops_per_token() / (*peak_gflops_ * 1e9);
+  // Each rank measured its own peak (rank 0's stands for all).
+  if (peak_gflops_ && *peak_gflops_ > 0)
+    rec.mfu = rec.tokens_per_s * flops_per_token() / (*peak_gflops_ * 1e9 * static_cast<double>(N));
   TS_CHECK(bad_in_row_ < r.max_bad_steps, "aborting: " << bad_in_row_ << " steps in a row had a non-finite loss "
            "or gradient (last: loss " << rec.losses.loss << ", grad norm " << rec.grad_norm << ")",
            "lower training.lr or raise training.warmup_steps; the last checkpoint is intact and can be resumed");
@@ -264,15 +304,23 @@ EvalResult Trainer::evaluate(int64_t max_batches) {
   data::WindowLoader val(data_.val, data::LoaderOptions{T + 1, 0, 0, false});
   set_mtp_lambda(lambda_.at(step_));
   const AmaxRecordingPaused paused(model_->registry());
-  double nats = 0;
+  // Batch b is evaluated by rank b mod N; the per-batch nats are summed over ranks (each
+  // entry is nonzero on one rank only, so the sum is exact) and folded in batch order: the
+  // same value as one process evaluating every batch.
+  std::vector<double> batch_nats;
   int64_t rows_total = 0;
   for (int64_t b = 0; max_batches <= 0 || b < max_batches; ++b) {
     const int64_t rows = val.next(batch_.data(), B);
     if (rows == 0) break;
-    const model::Losses l = model_->forward(batch_.data(), rows, T);
-    nats += l.loss_main * static_cast<double>(rows * T);
+    batch_nats.push_back(0.0);
     rows_total += rows;
+    if (b % comm_.size() != comm_.rank()) continue;
+    const model::Losses l = model_->forward(batch_.data(), rows, T);
+    batch_nats.back() = l.loss_main * static_cast<double>(rows * T);
   }
+  if (comm_.distributed()) batch_nats = comm_.allreduce_sum_ordered(batch_nats);
+  double nats = 0;
+  for (double n : batch_nats) nats += n;
   EvalResult e;
   e.step = step_;
   e.tokens = rows_total * T;
@@ -319,7 +367,18 @@ json Trainer::run_config_json() const {
 }
 
 void Trainer::save_checkpoint() {
+  // Collective under data parallelism: every rank sends its optimizer shard to rank 0.
   if (opt_.run_dir.empty() || last_save_step_ == step_) return;
+  std::unique_ptr<AdamW> gathered;
+  if (comm_.distributed()) {
+    if (comm_.is_root()) gathered = std::make_unique<AdamW>(model_->registry(), adamw_->config());
+    dp_->gather_optimizer(*adamw_, gathered.get());
+    if (!comm_.is_root()) {
+      last_save_step_ = step_;
+      return;
+    }
+  }
+  const AdamW& optimizer = gathered ? *gathered : *adamw_;
   TrainerState st;
   st.step = step_;
   st.tokens_seen = tokens_seen_;
@@ -338,7 +397,7 @@ void Trainer::save_checkpoint() {
     io::write_file_synced(dir + "/config.json", config.dump(2) + "\n");
     io::write_model_safetensors(model_->registry(), dir + "/model.safetensors");
     if (!data_.tokenizer_json.empty()) io::write_file_synced(dir + "/tokenizer.json", data_.tokenizer_json);
-    write_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors");
+    write_optimizer_state(optimizer, model_->registry(), dir + "/optimizer.safetensors");
     write_scaling_state(model_->registry(), dir + "/scaling.safetensors");
     write_trainer_state(st, dir + "/trainer_state.json");
   });
@@ -361,6 +420,16 @@ void Trainer::print_header(int64_t until) {
               human(double(data_.train->size())).c_str(), human(double(data_.val->size())).c_str());
   std::printf("threads %d, SIMD %s, peak %s\n", max_threads(), to_string(simd_path()),
               peak_gflops_ ? (human(*peak_gflops_ * 1e9) + "FLOP/s").c_str() : "unknown");
+  if (comm_.distributed()) {
+    size_t largest = 0;
+    for (const dist::Range& sh : dp_->shards()) largest = std::max(largest, sh.size());
+    std::printf("data parallel: %d ranks x %lld sequences of each micro-batch; gradients reduce-scattered in %zu MiB "
+                "buckets (after the backward, not overlapped); ZeRO-1 optimizer shards of <= %s elements; "
+                "%sB sent per rank per step\n",
+                comm_.size(), (long long)(r.batch_size / comm_.size()),
+                dist::DataParallel::kBucketElems * sizeof(float) >> 20, human(double(largest)).c_str(),
+                human(double(dp_->bytes_per_step())).c_str());
+  }
   std::printf("precision:\n%s", model::precision_table(cfg_.precision, cfg_.num_hidden_layers).c_str());
   if (opt_.telemetry_every > 0)
     std::printf("numerics telemetry: every %lld steps (metrics.jsonl \"numerics\"; shadow GEMMs make those steps slower)\n",
@@ -437,16 +506,35 @@ void Trainer::log_eval(const EvalResult& e) {
 }
 
 void Trainer::write_plot() {
-  if (opt_.run_dir.empty()) return;
+  if (!root_writes()) return;
   write_loss_plot((fs::path(opt_.run_dir) / "loss.svg").string(), metrics_.train_curve(), metrics_.val_curve(),
                   "tinyseek: " + fs::path(opt_.run_dir).filename().string());
+}
+
+bool Trainer::stop_requested() const {
+  const int64_t local = opt_.stop_flag && *opt_.stop_flag ? 1 : 0;
+  // A signal may reach the ranks at different steps: they stop together at the first step
+  // boundary where any rank has it.
+  return comm_.allreduce_max(local) != 0;
 }
 
 Trainer::Stop Trainer::run(int64_t until) {
   const RunOptions& r = hyper_.run;
   print_header(until);
+  const Timer wall;
+  const double comm_before = dp_->comm_seconds();
+  const size_t bytes_before = dp_->bytes_sent();
+  // Rank 0's share of the run's wall time in the gradient/parameter collectives (waiting for
+  // slower ranks included), printed when the run ends.
+  const auto print_comm = [&] {
+    if (!opt_.print || !comm_.distributed()) return;
+    std::printf("data parallel: rank 0 sent %sB, %.1f%% of the run's wall time in gradient/parameter collectives\n",
+                human(double(dp_->bytes_sent() - bytes_before)).c_str(),
+                100.0 * (dp_->comm_seconds() - comm_before) / std::max(wall.seconds(), 1e-9));
+  };
+  bool stopped = false;
   while (step_ < until) {
-    if (opt_.stop_flag && *opt_.stop_flag) break;
+    if ((stopped = stop_requested())) break;
     const StepRecord rec = train_step();
     log_step(rec, until);
     if (r.eval_every > 0 && step_ % r.eval_every == 0 && step_ < until) {
@@ -455,10 +543,12 @@ Trainer::Stop Trainer::run(int64_t until) {
     }
     if (r.save_every > 0 && step_ % r.save_every == 0) save_checkpoint();
   }
-  if (opt_.stop_flag && *opt_.stop_flag) {
+  if (!stopped) stopped = stop_requested();  // a signal during the last step
+  if (stopped) {
     save_checkpoint();
     write_plot();
     if (opt_.print && !telemetry_.empty()) std::printf("%s", telemetry_.table().c_str());
+    print_comm();
     if (opt_.print) std::printf("stopped by a signal at step %lld; checkpoint saved\n", static_cast<long long>(step_));
     return Stop::kSignal;
   }
@@ -466,6 +556,7 @@ Trainer::Stop Trainer::run(int64_t until) {
   save_checkpoint();
   write_plot();
   if (opt_.print && !telemetry_.empty()) std::printf("%s", telemetry_.table().c_str());
+  print_comm();
   return Stop::kReachedStep;
 }
 

@@ -24,6 +24,19 @@
 // records no amaxes (model::set_linear_amax_recording), so a run with evaluations trains
 // bit for bit like one without. Telemetry (TrainerOptions::telemetry_every) runs extra
 // shadow GEMMs only and changes no bit either.
+//
+// Data parallel (`mpirun -np N`, dist/data_parallel.h; docs/architecture.md): every rank
+// runs the same loader, so all ranks see the step's global batch of grad_accum × batch_size
+// windows in the single-process order; rank r trains on rows [r·B/N, (r+1)·B/N) of every
+// micro-batch (B % N == 0). Gradients are reduce-scattered (Σ in rank order), clipped by
+// the global norm over all shards, AdamW updates each rank's ZeRO-1 shard, and the
+// parameters are all-gathered. The step's gradient is Σ_ranks Σ_micro / (k·N) and its loss
+// the rank-ordered Σ of the ranks' means / N. Router load counts are summed over ranks before
+// the bias update, so all ranks keep identical biases. Rank 0 alone prints and writes
+// metrics.jsonl, loss.svg and checkpoints; the checkpoint holds the unsharded optimizer
+// (gathered), so a run resumes on any rank count. Not yet with more than one rank:
+// delayed scaling (each rank's amax histories would see only its rows) and numerics
+// telemetry (shadow GEMMs of one rank's rows); both are refused with a message.
 #pragma once
 #include <csignal>
 #include <cstdint>
@@ -36,6 +49,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "tinyseek/data/loader.h"
+#include "tinyseek/dist/data_parallel.h"
 #include "tinyseek/model/config.h"
 #include "tinyseek/model/deepseek.h"
 #include "tinyseek/train/adamw.h"
@@ -81,7 +95,8 @@ struct TrainerOptions {
   int64_t telemetry_every = 0;
   // Resume under a precision map other than the checkpoint's (see above).
   bool allow_precision_change = false;
-  // Tests: called after the micro-batches' backward, before clipping (fault injection).
+  // Tests: called after the micro-batches' backward, before clipping (fault injection);
+  // under data parallelism before the gradients are reduced (this rank's rows only).
   std::function<void(int64_t step, model::Registry&)> after_backward;
 };
 
@@ -123,12 +138,16 @@ class Trainer {
   void write_plot();
   void print_header(int64_t until);
   void set_mtp_lambda(double lambda);
+  bool root_writes() const { return !opt_.run_dir.empty() && comm_.is_root(); }
+  bool stop_requested() const;
 
   model::ModelConfig cfg_;
   TrainHyper hyper_;
   TrainData data_;
   TrainerOptions opt_;
+  const dist::Comm& comm_;
   std::unique_ptr<model::Model> model_;
+  std::unique_ptr<dist::DataParallel> dp_;
   std::unique_ptr<AdamW> adamw_;
   std::unique_ptr<data::WindowLoader> loader_;
   LrSchedule lr_;
@@ -136,7 +155,7 @@ class Trainer {
   int64_t step_ = 0, tokens_seen_ = 0, bad_in_row_ = 0;
   int64_t last_eval_step_ = -1, last_save_step_ = -1;
   double last_lr_ = 0;
-  std::vector<int32_t> batch_;  // [B, T+1]
+  std::vector<int32_t> batch_;  // [B, T+1], the global micro-batch (this rank trains on its rows)
   MetricsLog metrics_;
   TelemetryTotals telemetry_;
   std::optional<double> peak_gflops_;

@@ -1,0 +1,191 @@
+#include "tinyseek/dist/comm.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "tinyseek/base/check.h"
+
+namespace tinyseek::dist {
+namespace {
+
+bool g_initialised = false;
+
+// MPI counts and displacements are int: refuse (with the way out) instead of overflowing.
+int as_count(size_t n, const char* what) {
+  TS_CHECK(n <= static_cast<size_t>(std::numeric_limits<int>::max()), what << " of " << n
+           << " elements exceeds MPI's int count limit", "use more ranks or a smaller model");
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+Comm& world() {
+  static Comm c;
+  return c;
+}
+
+bool launched_by_mpi() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+         std::getenv("PMI_RANK") != nullptr;
+}
+
+void init(int* argc, char*** argv) {
+  if (g_initialised || !launched_by_mpi()) return;
+  int provided = 0;
+  // Only the main thread calls MPI (OpenMP regions never do).
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  g_initialised = true;
+  Comm& c = world();
+  MPI_Comm_rank(MPI_COMM_WORLD, &c.rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &c.size_);
+}
+
+void finalize() {
+  if (!g_initialised) return;
+  MPI_Finalize();
+  g_initialised = false;
+}
+
+void abort_job(const std::string& message, int status) {
+  const Comm& c = world();
+  if (c.distributed()) {
+    std::fprintf(stderr, "rank %d/%d: %s\n", c.rank(), c.size(), message.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  std::fprintf(stderr, "%s\n", message.c_str());
+}
+
+void Comm::barrier() const {
+  if (distributed()) MPI_Barrier(MPI_COMM_WORLD);
+}
+
+void Comm::allreduce_sum(std::span<int64_t> x) const {
+  if (!distributed() || x.empty()) return;
+  MPI_Allreduce(MPI_IN_PLACE, x.data(), as_count(x.size(), "allreduce"), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+}
+
+int64_t Comm::allreduce_max(int64_t x) const {
+  if (!distributed()) return x;
+  int64_t out = 0;
+  MPI_Allreduce(&x, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  return out;
+}
+
+std::vector<double> Comm::allgather(std::span<const double> local) const {
+  std::vector<double> out(local.size() * static_cast<size_t>(size_));
+  if (!distributed()) {
+    std::copy(local.begin(), local.end(), out.begin());
+    return out;
+  }
+  const int n = as_count(local.size(), "allgather");
+  MPI_Allgather(local.data(), n, MPI_DOUBLE, out.data(), n, MPI_DOUBLE, MPI_COMM_WORLD);
+  return out;
+}
+
+std::vector<double> Comm::allgatherv(std::span<const double> local, std::span<const int64_t> counts) const {
+  TS_ASSERT(counts.size() == static_cast<size_t>(size_) && counts[size_t(rank_)] == int64_t(local.size()));
+  std::vector<int> cnt(counts.size()), displ(counts.size());
+  size_t total = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    displ[r] = as_count(total, "allgatherv");
+    cnt[r] = as_count(size_t(counts[r]), "allgatherv");
+    total += size_t(counts[r]);
+  }
+  std::vector<double> out(total);
+  if (!distributed()) {
+    std::copy(local.begin(), local.end(), out.begin());
+    return out;
+  }
+  MPI_Allgatherv(local.data(), cnt[size_t(rank_)], MPI_DOUBLE, out.data(), cnt.data(), displ.data(), MPI_DOUBLE,
+                 MPI_COMM_WORLD);
+  return out;
+}
+
+std::vector<double> Comm::allreduce_sum_ordered(std::span<const double> x) const {
+  if (!distributed()) return {x.begin(), x.end()};
+  const std::vector<double> all = allgather(x);
+  std::vector<double> sum(all.begin(), all.begin() + std::ptrdiff_t(x.size()));
+  for (int r = 1; r < size_; ++r)
+    for (size_t i = 0; i < x.size(); ++i) sum[i] += all[size_t(r) * x.size() + i];
+  return sum;
+}
+
+size_t Comm::reduce_scatter_sum(std::span<float> buf, std::span<const Range> shards, size_t bucket_elems) const {
+  TS_ASSERT(shards.size() == static_cast<size_t>(size_) && bucket_elems > 0);
+  if (!distributed()) return 0;
+  as_count(buf.size(), "reduce-scatter buffer");
+  const size_t N = shards.size(), me = size_t(rank_);
+  // Round j: every rank r reduces the j-th bucket of its own shard, so all ranks exchange
+  // the same number of rounds and each round's messages are at most one bucket per peer.
+  size_t rounds = 0;
+  for (const Range& s : shards) rounds = std::max(rounds, (s.size() + bucket_elems - 1) / bucket_elems);
+  std::vector<float> scratch(N * bucket_elems);
+  std::vector<int> scount(N), sdispl(N), rcount(N), rdispl(N);
+  size_t sent = 0;
+  for (size_t j = 0; j < rounds; ++j) {
+    auto bucket = [&](size_t r) {
+      const size_t b = std::min(shards[r].end, shards[r].begin + j * bucket_elems);
+      return Range{b, std::min(shards[r].end, b + bucket_elems)};
+    };
+    const Range mine = bucket(me);
+    for (size_t q = 0; q < N; ++q) {
+      const Range theirs = bucket(q);
+      scount[q] = static_cast<int>(theirs.size());
+      sdispl[q] = static_cast<int>(theirs.begin);
+      rcount[q] = static_cast<int>(mine.size());
+      rdispl[q] = static_cast<int>(q * bucket_elems);
+      if (q != me) sent += theirs.size() * sizeof(float);
+    }
+    MPI_Alltoallv(buf.data(), scount.data(), sdispl.data(), MPI_FLOAT, scratch.data(), rcount.data(), rdispl.data(),
+                  MPI_FLOAT, MPI_COMM_WORLD);
+    // Left fold in rank order: the sum's bits do not depend on who received what when.
+    float* out = buf.data() + mine.begin;
+    const size_t n = mine.size();
+    std::memcpy(out, scratch.data(), n * sizeof(float));
+    for (size_t q = 1; q < N; ++q) {
+      const float* in = scratch.data() + q * bucket_elems;
+      for (size_t i = 0; i < n; ++i) out[i] += in[i];
+    }
+  }
+  return sent;
+}
+
+size_t Comm::allgather_inplace(std::span<float> buf, std::span<const Range> shards) const {
+  TS_ASSERT(shards.size() == static_cast<size_t>(size_));
+  if (!distributed()) return 0;
+  std::vector<int> cnt(shards.size()), displ(shards.size());
+  for (size_t r = 0; r < shards.size(); ++r) {
+    cnt[r] = as_count(shards[r].size(), "all-gather shard");
+    displ[r] = as_count(shards[r].begin, "all-gather offset");
+  }
+  MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf.data(), cnt.data(), displ.data(), MPI_FLOAT, MPI_COMM_WORLD);
+  return shards[size_t(rank_)].size() * sizeof(float) * (shards.size() - 1);
+}
+
+void Comm::gatherv_bytes(std::span<const std::byte> local, std::span<const int64_t> counts, std::span<std::byte> out,
+                         int root) const {
+  TS_ASSERT(counts.size() == static_cast<size_t>(size_) && counts[size_t(rank_)] == int64_t(local.size()));
+  if (!distributed()) {
+    TS_ASSERT(out.size() >= local.size());
+    std::copy(local.begin(), local.end(), out.begin());
+    return;
+  }
+  std::vector<int> cnt(counts.size()), displ(counts.size());
+  size_t total = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    displ[r] = as_count(total, "gather offset");
+    cnt[r] = as_count(size_t(counts[r]), "gather");
+    total += size_t(counts[r]);
+  }
+  if (rank_ == root) TS_ASSERT(out.size() >= total);
+  MPI_Gatherv(local.data(), cnt[size_t(rank_)], MPI_BYTE, rank_ == root ? out.data() : nullptr, cnt.data(),
+              displ.data(), MPI_BYTE, root, MPI_COMM_WORLD);
+}
+
+}  // namespace tinyseek::dist
