@@ -2,6 +2,7 @@
 // MTP speculative decoding (infer/generate.h). tinyseek bench decode: decode tokens/s plain
 // vs speculative (greedy), the first draft's acceptance and the KV bytes per token.
 #include <algorithm>
+#include <ctime>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -110,13 +111,34 @@ void run_generate(const GenerateArgs& a) {
                static_cast<long long>(infer::mha_kv_bytes_per_token(c)));
 }
 
+// CPU seconds used by the process so far (all threads).
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+struct TimedRuns {
+  infer::GenerateResult median;  // by wall-clock tokens/s
+  double tokens_per_cpu_s = 0;   // median over runs of tokens / process CPU seconds (prefill included)
+};
+
 // Median of `repeats` greedy runs (the machine may be shared: the median resists outliers).
-infer::GenerateResult timed_runs(infer::Engine& e, const std::vector<int32_t>& prompt, const infer::GenerateOptions& o,
-                                 int64_t repeats) {
+// Also tokens per CPU second: on a loaded machine a run of a few milliseconds is mostly
+// waiting for a core, which CPU time does not count.
+TimedRuns timed_runs(infer::Engine& e, const std::vector<int32_t>& prompt, const infer::GenerateOptions& o,
+                     int64_t repeats) {
   std::vector<infer::GenerateResult> runs;
-  for (int64_t i = 0; i < repeats; ++i) runs.push_back(infer::generate(e, prompt, o));
+  std::vector<double> per_cpu;
+  for (int64_t i = 0; i < repeats; ++i) {
+    const double c0 = process_cpu_seconds();
+    runs.push_back(infer::generate(e, prompt, o));
+    const double cpu = process_cpu_seconds() - c0;
+    per_cpu.push_back(cpu > 0 ? static_cast<double>(runs.back().tokens.size()) / cpu : 0.0);
+  }
   std::sort(runs.begin(), runs.end(), [](const auto& x, const auto& y) { return x.tokens_per_s() < y.tokens_per_s(); });
-  return runs[runs.size() / 2];
+  std::sort(per_cpu.begin(), per_cpu.end());
+  return {runs[runs.size() / 2], per_cpu[per_cpu.size() / 2]};
 }
 
 void run_bench_decode(const BenchDecodeArgs& a) {
@@ -138,8 +160,10 @@ void run_bench_decode(const BenchDecodeArgs& a) {
   infer::generate(engine, prompt, warm);
   warm.speculative = true;
   infer::generate(engine, prompt, warm);
-  const infer::GenerateResult p = timed_runs(engine, prompt, plain, a.repeats);
-  const infer::GenerateResult s = timed_runs(engine, prompt, spec, a.repeats);
+  const TimedRuns pt = timed_runs(engine, prompt, plain, a.repeats);
+  const TimedRuns st = timed_runs(engine, prompt, spec, a.repeats);
+  const infer::GenerateResult& p = pt.median;
+  const infer::GenerateResult& s = st.median;
   const model::ModelConfig& c = engine.config();
   const std::vector<double> acc = s.acceptance();
   const double speedup = p.tokens_per_s() > 0 ? s.tokens_per_s() / p.tokens_per_s() : 0.0;
@@ -157,16 +181,20 @@ void run_bench_decode(const BenchDecodeArgs& a) {
     j["tokens_per_step"] = s.steps > 0 ? static_cast<double>(s.tokens.size()) / static_cast<double>(s.steps) : 0.0;
     j["identical_tokens"] = same;
     j["threads"] = max_threads();
+    j["plain_tokens_per_cpu_s"] = pt.tokens_per_cpu_s;
+    j["speculative_tokens_per_cpu_s"] = st.tokens_per_cpu_s;
+    j["speedup_cpu"] = pt.tokens_per_cpu_s > 0 ? st.tokens_per_cpu_s / pt.tokens_per_cpu_s : 0.0;
     std::printf("%s\n", dump(j).c_str());
     return;
   }
   std::printf("checkpoint %s | %zu prompt tokens, %zu new tokens (greedy), median of %lld runs, %d threads\n",
               ck.dir.c_str(), prompt.size(), p.tokens.size(), static_cast<long long>(a.repeats), max_threads());
-  std::printf("plain        %8.1f tokens/s\n", p.tokens_per_s());
+  std::printf("plain        %8.1f tokens/s  (%.1f tokens per CPU second)\n", p.tokens_per_s(), pt.tokens_per_cpu_s);
   std::printf("speculative  %8.1f tokens/s  (%.2fx, %.2f tokens per main forward, acceptance per draft position:",
               s.tokens_per_s(), speedup, s.steps > 0 ? double(s.tokens.size()) / double(s.steps) : 0.0);
   for (double x : acc) std::printf(" %.3f", x);
-  std::printf(")\ngreedy outputs %s\n", same ? "identical" : "DIFFER (bug)");
+  std::printf(")\nper CPU second: speculative %.1f tokens (%.2fx)\ngreedy outputs %s\n", st.tokens_per_cpu_s,
+              pt.tokens_per_cpu_s > 0 ? st.tokens_per_cpu_s / pt.tokens_per_cpu_s : 0.0, same ? "identical" : "DIFFER (bug)");
   std::printf("KV cache     %lld B/token (FP32 latent c_kv + k_pe, %lld layers) vs %lld B/token for MHA (%.1fx)\n",
               static_cast<long long>(infer::latent_kv_bytes_per_token(c)), static_cast<long long>(c.num_hidden_layers),
               static_cast<long long>(infer::mha_kv_bytes_per_token(c)),

@@ -18,12 +18,23 @@
 // W_UK and W_UV are kv_b_proj's weight exactly as its GEMM reads it (the decoded FP8 or BF16
 // copy), and c_kv is cached as that GEMM reads its input, so the absorbed scores and outputs
 // equal the trainer's up-projected ones up to FP32 summation order.
+//
+// Small batches (n <= gemm::kSmallMaxM: decode steps, speculative verification, drafts):
+// per-call overhead, not arithmetic, set the time of a decode step (~50 GEMMs of 1-8 rows,
+// each paying an OpenMP region, A packing, and the widening of compact FP8 weight panels).
+// So each projection keeps its Fprop weight packed and widened (Proj::packed, made once),
+// its input is rounded to the Fprop operand exactly as ops::linear_forward rounds it (once
+// for projections reading the same input: q_a and kv_a, gate and up), and the product runs
+// through gemm::gemm_small_m, which gives the blocked kernels' bits; the step runs in the
+// calling thread (the ops' parallel regions would each cost more than their work). Larger n
+// (prefill) goes through the Linears themselves. Either way a row gets the same bits.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <vector>
 
 #include "tinyseek/base/aligned.h"
+#include "tinyseek/gemm/gemm.h"
 #include "tinyseek/infer/kv_cache.h"
 #include "tinyseek/model/deepseek.h"
 #include "tinyseek/model/ffn.h"
@@ -62,32 +73,55 @@ class Engine {
   void logits_mtp(int64_t k, float* logits, const float* hidden, int64_t n);
 
  private:
+  // One projection: the model's Linear, and (when the precision allows a bit-identical
+  // small-M path: online scaling, FP32 accumulation, per-row activation scales, no
+  // telemetry) its Fprop Wᵀ packed with widened panels.
+  struct Proj {
+    model::LinearSite site;
+    ops::LinearPrecision p;   // the precision of a forward call that keeps x
+    gemm::GemmOptions opt;    // Fprop's GEMM options (beta 0)
+    gemm::PackedB packed;     // empty: every call goes through site.forward
+    int64_t in = 0, out = 0;
+  };
+  struct Ffn {  // SwiGLU: down(silu(x gateᵀ) ⊙ x upᵀ)
+    Proj gate, up, down;
+    int64_t width = 0;
+  };
   struct Attention {
-    model::LinearSite q_a, q_b, q, kv_a, o;
+    Proj q_a, q_b, q, kv_a, o;
     int q_norm = -1, kv_norm = -1;
     ops::LinearPrecision ckv_format;     // kv_b_proj's: how its input c_kv is rounded
-    AlignedBuffer<float> w_uk, w_uv;     // [H, dn, dc], [H, dv, dc] decoded kv_b_proj rows
+    AlignedBuffer<float> w_uk, w_uv_t;   // [H, dn, dc], [H, dc, dv] decoded kv_b_proj rows (W_UV transposed)
   };
   struct Layer {
     int64_t index = 0;  // position in its KvCache
     int in_norm = -1, post_norm = -1;
     Attention attn;
-    std::optional<model::Swiglu> dense;
+    std::optional<Ffn> dense;
     // MoE
     bool moe = false;
-    model::LinearSite router;
+    Proj router;
     int bias = -1;
     ops::RouterConfig rc;
-    std::vector<model::Swiglu> experts;
-    std::optional<model::Swiglu> shared;
+    std::vector<Ffn> experts;
+    std::optional<Ffn> shared;
     model::StoreFormat combine = model::StoreFormat::kFp32;
   };
   struct Mtp {
     int enorm = -1, hnorm = -1, head_norm = -1;
-    model::LinearSite eh_proj;
+    Proj eh_proj;
     Layer block;
   };
 
+  Proj make_proj(int weight_id);
+  Ffn make_ffn(const model::FfnIds& ids);
+  // y [n, out] (= or +=) x [n, in] Wᵀ, bit-identical to pr.site.forward.
+  void linear(const Proj& pr, float* y, const float* x, int64_t n, bool accumulate = false);
+  // Two projections of the same input x [n, in] (the input rounded once when both round it
+  // alike).
+  void linear2(const Proj& a, float* ya, const Proj& b, float* yb, const float* x, int64_t n);
+  // y [n, D] (= or +=) SwiGLU(x); g, u, a: [n, width] scratch.
+  void swiglu(const Ffn& f, float* y, bool accumulate, const float* x, float* g, float* u, float* a, int64_t n);
   Layer make_layer(const model::BlockIds& ids, int64_t index);
   void absorb(Attention& a, int kv_b_id);
   // x [n, D] ← block(x), attending over cache layer `l.index` (positions pos0 + i).
@@ -104,7 +138,7 @@ class Engine {
   int64_t D_, H_, dq_, dc_, dn_, dr_, dv_, V_;
   double eps_;
   ops::RopeTable<float> rope_;
-  model::LinearSite lm_head_;
+  Proj lm_head_;
   std::vector<Layer> layers_;
   std::vector<Mtp> mtp_;
   std::vector<AlignedBuffer<float>> scratch_;  // grown on demand, never shrunk
