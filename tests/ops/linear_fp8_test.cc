@@ -6,7 +6,8 @@
 // Also: FP32 operands through the precision-aware path are bit-identical to the plain FP32
 // path; the weight copy is reused until the version changes; delayed scaling uses the
 // previous step's amax; telemetry matches an independent computation and changes no bits;
-// the tensor-core accumulation knob reaches the GEMM.
+// the tensor-core accumulation knob reaches the GEMM; Linears sharing one input's
+// quantization (InputShare) give the bits of quantizing per Linear.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -396,6 +397,100 @@ TEST(LinearFp8, TensorCoreAccumulationReachesTheGemm) {
               std::memcmp(y.data(), want.data(), y.size() * 4) == 0 ? "yes" : "NO", worst);
   EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * 4), 0);
   EXPECT_GT(worst, 1e-3);  // 8 retained bits lose far more than FP32 accumulation would
+}
+
+// InputShare: two Linears reading one x (q_a/kv_a, gate/up). Publish + reuse must give the
+// bits of quantizing per Linear (forward outputs, activation caches, dx, both dW), for an
+// FP8 activation cache (x dropped) and for x kept in FP32 (the Wgrad operand shared in
+// backward). Evidence that the reuse really takes the published operands: x is changed in
+// place between the two calls, and the reusing Linear still sees the original x (same address);
+// after another kPublish, or with another spec, the same change is seen (no stale reuse).
+TEST(LinearFp8, SharedInputQuantizationGivesTheSameBits) {
+  constexpr int64_t OUT2 = 72;
+  const std::vector<float> x = randn(N * IN, 61, 1.0f), w1 = randn(OUT * IN, 62, 0.05f),
+                           w2 = randn(OUT2 * IN, 63, 0.05f), dy1 = randn(N * OUT, 64, 1e-3f),
+                           dy2 = randn(N * OUT2, 65, 1e-3f);
+  for (const DType saved : {DType::E4M3, DType::F32}) {
+    const LinearPrecision p = precision_of(
+        {"", DType::E4M3, DType::E4M3, LinearGranularity::kTile128, numerics::ScaleType::Fp32, saved});
+    const bool cached = saved != DType::F32;
+    struct Run {
+      std::vector<float> y1, y2, dx, dw1, dw2;
+      LinearState s1, s2;
+    };
+    const auto run = [&](InputShare first, InputShare second, Run& o) {
+      o.y1.assign(size_t(N * OUT), 0.0f);
+      o.y2.assign(size_t(N * OUT2), 0.0f);
+      o.dx.assign(size_t(N * IN), 0.0f);
+      o.dw1.assign(size_t(OUT * IN), 0.0f);
+      o.dw2.assign(size_t(OUT2 * IN), 0.0f);
+      linear_forward(o.y1.data(), x.data(), w1.data(), 1, N, IN, OUT, false, p, o.s1, first);
+      linear_forward(o.y2.data(), x.data(), w2.data(), 1, N, IN, OUT2, false, p, o.s2, second);
+      const float* xb = cached ? nullptr : x.data();
+      // Backward in the other order, as MLA runs it (kv_a publishes, q_a reuses).
+      linear_backward(o.dx.data(), o.dw2.data(), dy2.data(), xb, w2.data(), 1, N, IN, OUT2, p, o.s2, first);
+      linear_backward(o.dx.data(), o.dw1.data(), dy1.data(), xb, w1.data(), 1, N, IN, OUT, p, o.s1, second);
+    };
+    Run plain, shared;
+    run(InputShare::kNone, InputShare::kNone, plain);
+    run(InputShare::kPublish, InputShare::kReuse, shared);
+    const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    };
+    const bool bits = same(plain.y1, shared.y1) && same(plain.y2, shared.y2) && same(plain.dx, shared.dx) &&
+                      same(plain.dw1, shared.dw1) && same(plain.dw2, shared.dw2);
+    const bool caches = !cached || (same_codes(plain.s1.x_q, shared.s1.x_q) && same_codes(plain.s2.x_q, shared.s2.x_q));
+    std::printf("[linear-fp8] shared input (saved_x %s): y1, y2, dx, dW1, dW2 bit-identical to per-Linear "
+                "quantization: %s; activation caches identical: %s\n",
+                gemm::to_string(saved), bits ? "yes" : "NO", caches ? "yes" : "NO");
+    EXPECT_TRUE(bits);
+    EXPECT_TRUE(caches);
+  }
+
+  // Reuse is real, and never stale.
+  const LinearPrecision p =
+      precision_of({"", DType::E4M3, DType::E4M3, LinearGranularity::kTile128, numerics::ScaleType::Fp32});
+  std::vector<float> xs = x, x4 = x;
+  for (float& v : x4) v *= 4.0f;
+  std::vector<float> y_orig(size_t(N * OUT2)), y_x4(y_orig.size()), y(y_orig.size()), y1(size_t(N * OUT));
+  LinearState a, b, c;
+  linear_forward(y_orig.data(), x.data(), w2.data(), 1, N, IN, OUT2, false, p, c);
+  linear_forward(y_x4.data(), x4.data(), w2.data(), 1, N, IN, OUT2, false, p, c);
+  const auto outcome = [&](const std::vector<float>& got) {
+    return std::memcmp(got.data(), y_orig.data(), got.size() * 4) == 0  ? "published x"
+           : std::memcmp(got.data(), y_x4.data(), got.size() * 4) == 0 ? "current x"
+                                                                        : "NEITHER";
+  };
+  xs = x;
+  linear_forward(y1.data(), xs.data(), w1.data(), 1, N, IN, OUT, false, p, a, InputShare::kPublish);
+  xs = x4;  // same address, new values
+  linear_forward(y.data(), xs.data(), w2.data(), 1, N, IN, OUT2, false, p, b, InputShare::kReuse);
+  const std::string after_publish = outcome(y);
+  // Another publish (of another tensor) withdraws x's operands.
+  xs = x;
+  linear_forward(y1.data(), xs.data(), w1.data(), 1, N, IN, OUT, false, p, a, InputShare::kPublish);
+  const std::vector<float> other = randn(N * IN, 66, 1.0f);
+  linear_forward(y1.data(), other.data(), w1.data(), 1, N, IN, OUT, false, p, a, InputShare::kPublish);
+  xs = x4;
+  linear_forward(y.data(), xs.data(), w2.data(), 1, N, IN, OUT2, false, p, b, InputShare::kReuse);
+  const std::string after_other = outcome(y);
+  // Another spec (E5M2) does not match the published E4M3 operands.
+  LinearPrecision p5 = p;
+  p5.fprop_x = p5.weight = p5.wgrad_x = p5.saved_x = DType::E5M2;
+  std::vector<float> y5_x4(y.size()), y5(y.size());
+  LinearState d, e;
+  linear_forward(y5_x4.data(), x4.data(), w2.data(), 1, N, IN, OUT2, false, p5, d);
+  xs = x;
+  linear_forward(y1.data(), xs.data(), w1.data(), 1, N, IN, OUT, false, p, a, InputShare::kPublish);
+  xs = x4;
+  linear_forward(y5.data(), xs.data(), w2.data(), 1, N, IN, OUT2, false, p5, e, InputShare::kReuse);
+  const bool spec_fresh = std::memcmp(y5.data(), y5_x4.data(), y5.size() * 4) == 0;
+  std::printf("[linear-fp8] x changed in place between publish and reuse: the reuse sees the %s; after another "
+              "publish: the %s; E5M2 reuse of E4M3 operands quantizes afresh: %s\n",
+              after_publish.c_str(), after_other.c_str(), spec_fresh ? "yes" : "NO");
+  EXPECT_EQ(after_publish, "published x");
+  EXPECT_EQ(after_other, "current x");
+  EXPECT_TRUE(spec_fresh);
 }
 
 }  // namespace

@@ -9,9 +9,9 @@ Swiglu::Swiglu(const Registry& r, const FfnIds& ids)
 
 void Swiglu::forward(const Registry& r, float* y, bool accumulate, const float* x, float* g, float* u, float* a,
                      int64_t n, const SwigluCall& call) const {
-  const LinearCall in{.x_dropped = call.x_dropped, .repeat = call.repeat};
-  gate.forward(r, g, x, n, in);
-  up.forward(r, u, x, n, in);
+  // gate quantizes x once for itself and up (ops::InputShare: the same bits).
+  gate.forward(r, g, x, n, {.x_dropped = call.x_dropped, .repeat = call.repeat, .share = ops::InputShare::kPublish});
+  up.forward(r, u, x, n, {.x_dropped = call.x_dropped, .repeat = call.repeat, .share = ops::InputShare::kReuse});
   ops::swiglu_forward(a, g, u, n * width());
   down.forward(r, y, a, n, {.accumulate = accumulate, .x_dropped = call.a_dropped, .repeat = call.repeat});
 }
@@ -19,16 +19,17 @@ void Swiglu::forward(const Registry& r, float* y, bool accumulate, const float* 
 void Swiglu::backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, const float* g,
                       const float* u, const float* a, int64_t n) const {
   const size_t nw = static_cast<size_t>(n * width());
-  backward(r, ws.zeroed(Slot::kDAct, nw), ws.zeroed(Slot::kDGate, nw), ws.zeroed(Slot::kDUp, nw), dx, dy, x, g, u, a,
-           n);
+  backward(r, ws.raw(Slot::kDAct, nw), ws.raw(Slot::kDGate, nw), ws.raw(Slot::kDUp, nw), dx, dy, x, g, u, a, n);
 }
 
 void Swiglu::backward(Registry& r, float* da, float* dg, float* du, float* dx, const float* dy, const float* x,
-                      const float* g, const float* u, const float* a, int64_t n) const {
-  down.backward(r, da, dy, a, n);
-  ops::swiglu_backward(dg, du, da, g, u, n * width());
-  gate.backward(r, dx, dg, x, n);
-  up.backward(r, dx, du, x, n);
+                      const float* g, const float* u, const float* a, int64_t n, bool overwrite_dx) const {
+  // da, dg, du are written, not accumulated: the bits of accumulating into zeros without the
+  // zero fill (ops::linear_backward, ops::swiglu_backward).
+  down.backward(r, da, dy, a, n, ops::InputShare::kNone, /*overwrite_dx=*/true);
+  ops::swiglu_backward(dg, du, da, g, u, n * width(), /*overwrite=*/true);
+  gate.backward(r, dx, dg, x, n, ops::InputShare::kPublish, overwrite_dx);
+  up.backward(r, dx, du, x, n, ops::InputShare::kReuse);
 }
 
 // ---- SwigluActs

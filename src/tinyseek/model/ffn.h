@@ -38,10 +38,11 @@ struct Swiglu {
   // Uses workspace slots kDAct, kDGate, kDUp.
   void backward(Registry& r, Workspace& ws, float* dx, const float* dy, const float* x, const float* g,
                 const float* u, const float* a, int64_t n) const;
-  // The same with caller-provided zeroed scratch da, dg, du [n, W] (MoE runs experts
-  // concurrently, each on its own rows of one expert-grouped scratch).
+  // The same with caller-provided scratch da, dg, du [n, W] of any contents (MoE runs experts
+  // concurrently, each on its own rows of one expert-grouped scratch; they are overwritten,
+  // so nobody zero-fills them). overwrite_dx: dx = ∂L/∂x instead of +=.
   void backward(Registry& r, float* da, float* dg, float* du, float* dx, const float* dy, const float* x,
-                const float* g, const float* u, const float* a, int64_t n) const;
+                const float* g, const float* u, const float* a, int64_t n, bool overwrite_dx = false) const;
 };
 
 // The intermediates of one SwiGLU, or of all routed experts of a layer (expert-grouped rows):

@@ -89,12 +89,13 @@ void LinearSite::forward(const Registry& r, float* y, const float* x, int64_t n,
   TS_ASSERT(!call.x_dropped || can_drop_input());
   const RepeatGuard guard(*state, call.repeat);
   ops::linear_forward(y, x, r.param(weight), r.params_version(), n, in, out, call.accumulate,
-                      call_precision(call.x_dropped), *state);
+                      call_precision(call.x_dropped), *state, call.share);
 }
 
-void LinearSite::backward(Registry& r, float* dx, const float* dy, const float* x, int64_t n) const {
+void LinearSite::backward(Registry& r, float* dx, const float* dy, const float* x, int64_t n,
+                          ops::InputShare share, bool overwrite_dx) const {
   ops::linear_backward(dx, r.grad(weight), dy, x, r.param(weight), r.params_version(), n, in, out,
-                       call_precision(x == nullptr), *state);
+                       call_precision(x == nullptr), *state, share, overwrite_dx);
 }
 
 int64_t linear_cache_bytes(const Registry& r) {

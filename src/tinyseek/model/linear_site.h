@@ -38,6 +38,8 @@ struct LinearCall {
   // Recomputation in backward of a forward already done for this batch: the same bits,
   // but no amax recorded and no telemetry counted (they were, by the first forward).
   bool repeat = false;
+  // Sharing x's quantization with the next Linear reading the same x (ops::InputShare).
+  ops::InputShare share = ops::InputShare::kNone;
 };
 
 // The Linear's activation cache (ops/linear.h, precision.h activation_cache) under the
@@ -64,7 +66,10 @@ struct LinearSite {
   // dx [n, in] += dy W (skipped if dx is null);  dW += dyᵀ x (into r.grad(weight)).
   // x null: forward ran with x_dropped (the Linear's own copy serves Wgrad); else the x
   // forward saw.
-  void backward(Registry& r, float* dx, const float* dy, const float* x, int64_t n) const;
+  // share: as LinearCall::share, for the Wgrad operand made from x. overwrite_dx: dx = dy W
+  // (dx need not be zero-filled first; the same bits, ops::linear_backward).
+  void backward(Registry& r, float* dx, const float* dy, const float* x, int64_t n,
+                ops::InputShare share = ops::InputShare::kNone, bool overwrite_dx = false) const;
   // Whether the module may drop x: the Linear can keep its own BF16/FP8 copy, and telemetry
   // is off (telemetry compares Wgrad against the FP32 x, so it needs x).
   bool can_drop_input() const { return precision.saved_x != gemm::DType::F32 && !state->telemetry_enabled; }

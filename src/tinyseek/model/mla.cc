@@ -73,12 +73,17 @@ void Mla::forward(const Registry& r, const ActContext& ctx, float* y, const floa
   const bool keeps_up = k.normed && k.upproj;
   cq_dropped_ = dq_ > 0 && keeps_up && q_b_proj_.can_drop_input();
   ckv_dropped_ = keeps_up && kv_b_proj_.can_drop_input();
-  const LinearCall xin{.x_dropped = x_dropped, .repeat = ctx.repeat};
-  if (dq_ > 0) q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, ctx.arena, ActKey::kCqRaw), x, N, xin);
+  // q_a_proj quantizes x once for itself and kv_a_proj (ops::InputShare; q_b_proj in
+  // between shares nothing). Without q_a_proj (dq = 0) each quantizes its own copy.
+  if (dq_ > 0)
+    q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, ctx.arena, ActKey::kCqRaw), x, N,
+                      {.x_dropped = x_dropped, .repeat = ctx.repeat, .share = ops::InputShare::kPublish});
   query(r, ctx, x, rope);
 
   float* kv_a = kv_a_out_.place(n(dkva), k.other, ctx.arena, ActKey::kKvA);
-  kv_a_proj_.forward(r, kv_a, x, N, xin);
+  kv_a_proj_.forward(r, kv_a, x, N,
+                     {.x_dropped = x_dropped, .repeat = ctx.repeat,
+                      .share = dq_ > 0 ? ops::InputShare::kReuse : ops::InputShare::kNone});
   float* k_pe = k_pe_.place(n(dr_), k.other, ctx.arena, ActKey::kKpe);
   ops::rope_forward(k_pe, kv_a + dc_, rope, N, 1, T, 0, dr_, dkva);
   key_value(r, ctx);
@@ -105,8 +110,10 @@ void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   const float* ckv = ckv_dropped_ ? nullptr : ckv_.data();
   const float* xin = x_dropped_ ? nullptr : x;
 
-  float* d_o = ws.zeroed(Slot::kDAttnO, n(H_ * dv_));
-  o_proj_.backward(r, d_o, dy, o_out_.data(), N);
+  // Gradients a Dgrad GEMM is the first to produce are written (overwrite_dx), not zero-filled
+  // and accumulated: the same bits (ops::linear_backward).
+  float* d_o = ws.raw(Slot::kDAttnO, n(H_ * dv_));
+  o_proj_.backward(r, d_o, dy, o_out_.data(), N, ops::InputShare::kNone, /*overwrite_dx=*/true);
 
   float* dq = ws.zeroed(Slot::kDQ, n(H_ * dqk));
   float* dkv = ws.zeroed(Slot::kDKv, n(H_ * (dn_ + dv_)));
@@ -119,19 +126,20 @@ void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   float* d_kva = ws.zeroed(Slot::kDKvA, n(dkva));
   ops::rope_backward(d_kva + dc_, dk_pe, rope, N, 1, T_, 0, dkva, dr_);
 
-  float* d_ckv = ws.zeroed(Slot::kDCkv, n(dc_));
-  kv_b_proj_.backward(r, d_ckv, dkv, ckv, N);
+  float* d_ckv = ws.raw(Slot::kDCkv, n(dc_));
+  kv_b_proj_.backward(r, d_ckv, dkv, ckv, N, ops::InputShare::kNone, /*overwrite_dx=*/true);
   ops::rmsnorm_backward(d_kva, r.grad(ids_.kv_a_layernorm), d_ckv, kv_a_out_.data(), r.param(ids_.kv_a_layernorm),
                         rstd_kv_.data(), N, dc_, dkva);
-  kv_a_proj_.backward(r, dx, d_kva, xin, N);
+  // kv_a_proj's Wgrad operand of x serves q_a_proj's too (when x is kept, not cached).
+  kv_a_proj_.backward(r, dx, d_kva, xin, N, dq_ > 0 ? ops::InputShare::kPublish : ops::InputShare::kNone);
 
   if (dq_ > 0) {
-    float* d_cq = ws.zeroed(Slot::kDCq, n(dq_));
-    q_b_proj_.backward(r, d_cq, dq, cq, N);
+    float* d_cq = ws.raw(Slot::kDCq, n(dq_));
+    q_b_proj_.backward(r, d_cq, dq, cq, N, ops::InputShare::kNone, /*overwrite_dx=*/true);
     float* d_cq_raw = ws.zeroed(Slot::kDCqRaw, n(dq_));
     ops::rmsnorm_backward(d_cq_raw, r.grad(ids_.q_a_layernorm), d_cq, cq_raw_.data(), r.param(ids_.q_a_layernorm),
                           rstd_q_.data(), N, dq_);
-    q_a_proj_.backward(r, dx, d_cq_raw, xin, N);
+    q_a_proj_.backward(r, dx, d_cq_raw, xin, N, ops::InputShare::kReuse);
   } else {
     q_proj_.backward(r, dx, dq, xin, N);
   }

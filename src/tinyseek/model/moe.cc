@@ -101,13 +101,17 @@ void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   if (has_shared_) shared_acts_.before_backward(ctx);
   if (combine_.format != StoreFormat::kFp32) ye_low_.load(ye_.place(sz(NK * D_), false, ctx.arena, ActKey::kYe));
   const float* ae = experts_acts_.a_for_backward();
-  float* dye = ws.zeroed(Slot::kDExpertOut, sz(NK * D_));
+  // The expert-grouped gradients are written, not accumulated, row by row (every one of the
+  // N·K rows belongs to one expert): no zero fill (same bits, see moe_combine_backward and
+  // Swiglu::backward).
+  float* dye = ws.raw(Slot::kDExpertOut, sz(NK * D_));
   float* dgates = ws.zeroed(Slot::kDGates, sz(NK));
-  ops::moe_combine_backward(dye, dgates, dy, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_);
-  float* dxe = ws.zeroed(Slot::kDExpertIn, sz(NK * D_));
-  float* dae = ws.zeroed(Slot::kDAct, sz(NK * Fe_));
-  float* dge = ws.zeroed(Slot::kDGate, sz(NK * Fe_));
-  float* due = ws.zeroed(Slot::kDUp, sz(NK * Fe_));
+  ops::moe_combine_backward(dye, dgates, dy, ye_.data(), gates_.data(), row_of_.data(), N, K_, D_,
+                            /*overwrite_dye=*/true);
+  float* dxe = ws.raw(Slot::kDExpertIn, sz(NK * D_));
+  float* dae = ws.raw(Slot::kDAct, sz(NK * Fe_));
+  float* dge = ws.raw(Slot::kDGate, sz(NK * Fe_));
+  float* due = ws.raw(Slot::kDUp, sz(NK * Fe_));
   // Concurrent experts as in forward: disjoint rows of every buffer, disjoint weight grads.
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t e = 0; e < E_; ++e) {
@@ -115,7 +119,7 @@ void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
     if (rows == 0) continue;
     experts_[sz(e)].backward(r, dae + r0 * Fe_, dge + r0 * Fe_, due + r0 * Fe_, dxe + r0 * D_, dye + r0 * D_,
                              xe_.data() + r0 * D_, experts_acts_.g() + r0 * Fe_, experts_acts_.u() + r0 * Fe_,
-                             ae ? ae + r0 * Fe_ : nullptr, rows);
+                             ae ? ae + r0 * Fe_ : nullptr, rows, /*overwrite_dx=*/true);
   }
   ops::moe_gather_backward(dx, dxe, row_of_.data(), N, K_, D_);
   if (has_shared_)

@@ -26,7 +26,8 @@ void swiglu_forward_avx512(float* h, const float* g, const float* u, int64_t n) 
   }
 }
 
-void swiglu_backward_avx512(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) {
+void swiglu_backward_avx512(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n,
+                            bool overwrite) {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = tail_mask(n - i);
@@ -36,8 +37,11 @@ void swiglu_backward_avx512(float* dg, float* du, const float* dh, const float* 
     const __m512 silu = _mm512_mul_ps(gv, s);
     // silu'(g) = σ (1 + g (1 − σ))
     const __m512 dsilu = _mm512_mul_ps(s, _mm512_add_ps(one, _mm512_mul_ps(gv, _mm512_sub_ps(one, s))));
-    const __m512 dgv = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dg + i), _mm512_mul_ps(_mm512_mul_ps(dhv, uv), dsilu));
-    const __m512 duv = _mm512_add_ps(_mm512_maskz_loadu_ps(k, du + i), _mm512_mul_ps(dhv, silu));
+    // Overwriting adds to +0 (not a plain store): the bits of += into a zero-filled buffer.
+    const __m512 dg0 = overwrite ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, dg + i);
+    const __m512 du0 = overwrite ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, du + i);
+    const __m512 dgv = _mm512_add_ps(dg0, _mm512_mul_ps(_mm512_mul_ps(dhv, uv), dsilu));
+    const __m512 duv = _mm512_add_ps(du0, _mm512_mul_ps(dhv, silu));
     _mm512_mask_storeu_ps(dg + i, k, dgv);
     _mm512_mask_storeu_ps(du + i, k, duv);
   }

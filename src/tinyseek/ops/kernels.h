@@ -58,6 +58,13 @@ inline void axpy(T* __restrict y, T alpha, const T* __restrict x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// y[i] = 0 + alpha x[i]: axpy's bits on a zero-filled y (a -0 product becomes +0) without
+// reading y, so callers skip the zero fill.
+template <class T>
+inline void axpy_into_zero(T* __restrict y, T alpha, const T* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = T(0) + alpha * x[i];
+}
+
 // Working memory reused across calls: one thread_local buffer per slot, owned by the calling
 // thread, grown on demand and never shrunk, so steady-state training allocates nothing.
 // Use from the calling thread (outside parallel regions); slices may be handed to workers.

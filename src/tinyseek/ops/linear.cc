@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -179,6 +180,7 @@ size_t linear_scratch_bytes() {
     const LinearScratch* s = &r->scratch;
     n += r->weights.bytes();
     n += qtensor_bytes(s->qa) + qtensor_bytes(s->qb) + qtensor_bytes(s->qc);
+    n += qtensor_bytes(s->share_fprop.own) + qtensor_bytes(s->share_wgrad.own);
     n += (s->bf_a.size() + s->bf_b.size()) * sizeof(uint16_t);
     n += (s->f_tmp.size() + s->f_ref.size() + s->f_out.size() + s->amax_cur.size() + s->amax_use.size()) * sizeof(float);
   }
@@ -207,13 +209,15 @@ void linear_forward(float* y, const float* x, const float* w, int64_t N, int64_t
 }
 
 void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int64_t N, int64_t in,
-                     int64_t out) {
+                     int64_t out, bool overwrite_dx) {
   check_dims(N, in, out);
   if (N == 0) return;
   gemm::GemmOptions opt;
   opt.beta = 1.0f;
+  gemm::GemmOptions opt_dx = opt;
+  if (overwrite_dx) opt_dx.beta = 0.0f;
   // dx[N, in] += dy[N, out] · w[out, in]
-  if (dx) gemm::gemm(dx, in, gemm::view_f32(dy, N, out, out), gemm::view_f32(w, out, in, in), opt);
+  if (dx) gemm::gemm(dx, in, gemm::view_f32(dy, N, out, out), gemm::view_f32(w, out, in, in), opt_dx);
   // dw[out, in] += (dy[N, out])ᵀ · x[N, in]
   if (dw) gemm::gemm(dw, in, gemm::view_f32(dy, N, out, out, /*trans=*/true), gemm::view_f32(x, N, in, in), opt);
 }
@@ -330,6 +334,66 @@ Matrix make_operand(DType t, const float* x, int64_t rows, int64_t cols, Granula
       return gemm::view_fp8(q, trans);
   }
   TS_FAIL("unknown operand format", "this is a bug");
+}
+
+// ----- shared inputs (InputShare)
+
+bool same_spec(const numerics::QuantSpec& a, const numerics::QuantSpec& b) {
+  return a.format == b.format && a.granularity == b.granularity && a.scale_type == b.scale_type &&
+         a.overflow == b.overflow && a.amax_floor == b.amax_floor;
+}
+
+// Online scaling only: delayed scales come from each Linear's own history.
+bool sharing(InputShare share, const LinearPrecision& p) { return share != InputShare::kNone && p.amax_history == 0; }
+
+// What the last kPublish call of this thread left for (x, rows, cols, spec), or null.
+const numerics::QTensor* shared_operand(const SharedOperand& o, const float* x, int64_t rows, int64_t cols,
+                                        const numerics::QuantSpec& spec) {
+  const bool hit = x != nullptr && o.x == x && o.rows == rows && o.cols == cols && same_spec(o.spec, spec);
+  return hit ? o.q : nullptr;
+}
+
+void publish(SharedOperand& o, const numerics::QTensor* q, const float* x, int64_t rows, int64_t cols,
+             const numerics::QuantSpec& spec) {
+  o.x = x;
+  o.rows = rows;
+  o.cols = cols;
+  o.spec = spec;
+  o.q = q;
+}
+
+// A kPublish call first withdraws what the previous one left, so that a kReuse never meets
+// operands of an earlier x that happens to live at the same address.
+void begin_share(InputShare share) {
+  if (share != InputShare::kPublish) return;
+  LinearScratch& sc = linear_scratch();
+  sc.share_fprop.x = sc.share_wgrad.x = nullptr;
+}
+
+// dst = src (codes and scales; buffers only grow).
+void copy_qtensor(numerics::QTensor& dst, const numerics::QTensor& src) {
+  numerics::QuantSpec spec;
+  spec.format = src.format;
+  spec.granularity = src.granularity;
+  shape_qtensor(dst, src.rows, src.cols, spec);
+  std::memcpy(dst.codes.data(), src.codes.data(), static_cast<size_t>(src.rows * src.cols));
+  std::memcpy(dst.scales.data(), src.scales.data(), static_cast<size_t>(src.grid.count()) * sizeof(float));
+}
+
+// x [rows, cols] in FP8 on one tile grid (1x128 or 128x1, online scaling) under `share`:
+// the published tensor when a kReuse finds one, else quantized into `fallback` (kNone,
+// kReuse) or into the scratch's own tensor of that grid, then published (kPublish).
+const numerics::QTensor& shared_tiles(InputShare share, const float* x, int64_t rows, int64_t cols,
+                                      const numerics::QuantSpec& spec, numerics::QTensor& fallback) {
+  LinearScratch& sc = linear_scratch();
+  const bool fprop = spec.granularity == Granularity::Tile1x128;
+  SharedOperand& o = fprop ? sc.share_fprop : sc.share_wgrad;
+  if (share == InputShare::kReuse)
+    if (const numerics::QTensor* q = shared_operand(o, x, rows, cols, spec)) return *q;
+  numerics::QTensor& q = share == InputShare::kPublish ? o.own : fallback;
+  quantize_tiles(fprop ? &q : nullptr, fprop ? nullptr : &q, x, rows, cols, spec);
+  if (share == InputShare::kPublish) publish(o, &q, x, rows, cols, spec);
+  return q;
 }
 
 // Whether Fprop's and Dgrad's W share one FP8 grid (tensor and tile128 do).
@@ -463,7 +527,8 @@ void add_operand_stats(OperandStats& s, const float* x, const Matrix& m, const n
 // The FP8 tensor whose codes m views (null for BF16/F32 operands).
 const numerics::QTensor* qtensor_of(const Matrix& m, const LinearScratch& sc, const LinearState& st) {
   if (!gemm::is_fp8(m.dtype)) return nullptr;
-  for (const numerics::QTensor* q : {&sc.qa, &sc.qb, &sc.qc, &st.x_q, &st.w_q, &st.w_q_dgrad})
+  for (const numerics::QTensor* q :
+       {&sc.qa, &sc.qb, &sc.qc, &sc.share_fprop.own, &sc.share_wgrad.own, &st.x_q, &st.w_q, &st.w_q_dgrad})
     if (q->codes.data() == m.data) return q;
   return nullptr;
 }
@@ -511,8 +576,9 @@ void check_saved(const LinearState& st, int64_t N) {
 }  // namespace
 
 void linear_forward(float* y, const float* x, const float* w, uint64_t w_version, int64_t N, int64_t in,
-                    int64_t out, bool accumulate, const LinearPrecision& p, LinearState& st) {
+                    int64_t out, bool accumulate, const LinearPrecision& p, LinearState& st, InputShare share) {
   check_dims(N, in, out);
+  begin_share(share);
   if (p.plain_fp32()) {
     linear_forward(y, x, w, N, in, out, accumulate);
     st.saved_rows = N;
@@ -534,10 +600,31 @@ void linear_forward(float* y, const float* x, const float* w, uint64_t w_version
     A = gemm::view_bf16(b, N, in, in);
   } else if (fused_tile_pair(p.fprop_x, gx, p.saved_x, p)) {
     // X on the Fprop grid (1x128) and on the Wgrad grid (128x1) for the FP8 activation
-    // cache, in one pass over x.
-    quantize_tiles(&sc.qa, &st.x_q, x, N, in, quant_spec(p.fprop_x, gx, p));
-    A = gemm::view_fp8(sc.qa);
+    // cache, in one pass over x (or both taken from the Linear that published them).
+    const numerics::QuantSpec s_fprop = quant_spec(p.fprop_x, gx, p);
+    const numerics::QuantSpec s_wgrad = quant_spec(p.saved_x, Granularity::Tile128x1, p);
+    const numerics::QTensor* q_fprop = nullptr;
+    const numerics::QTensor* q_wgrad = nullptr;
+    if (sharing(share, p) && share == InputShare::kReuse) {
+      q_fprop = shared_operand(sc.share_fprop, x, N, in, s_fprop);
+      q_wgrad = shared_operand(sc.share_wgrad, x, N, in, s_wgrad);
+    }
+    if (q_fprop != nullptr && q_wgrad != nullptr) {
+      A = gemm::view_fp8(*q_fprop);
+      copy_qtensor(st.x_q, *q_wgrad);
+    } else {
+      const bool pub = sharing(share, p) && share == InputShare::kPublish;
+      numerics::QTensor& qa = pub ? sc.share_fprop.own : sc.qa;
+      quantize_tiles(&qa, &st.x_q, x, N, in, s_fprop);
+      A = gemm::view_fp8(qa);
+      if (pub) {
+        publish(sc.share_fprop, &qa, x, N, in, s_fprop);
+        publish(sc.share_wgrad, &st.x_q, x, N, in, s_wgrad);
+      }
+    }
     x_cached = true;
+  } else if (sharing(share, p) && gemm::is_fp8(p.fprop_x) && gx == Granularity::Tile1x128) {
+    A = gemm::view_fp8(shared_tiles(share, x, N, in, quant_spec(p.fprop_x, gx, p), sc.qa));
   } else {
     A = make_operand(p.fprop_x, x, N, in, gx, true, LinearOperand::kFpropX, false, sc.qa, sc.bf_a, p, st);
   }
@@ -562,7 +649,7 @@ namespace {
 // then dy is null and both GEMMs read dY in BF16).
 void backward_impl(float* dx, float* dw, const float* dy, const uint16_t* dy_bf16, const float* x, const float* w,
                    uint64_t w_version, int64_t N, int64_t in, int64_t out, const LinearPrecision& p,
-                   LinearState& st) {
+                   LinearState& st, InputShare share, bool overwrite_dx) {
   p.validate();
   if (N == 0) return;
   begin_scaling_step(st, w_version, p);
@@ -599,8 +686,10 @@ void backward_impl(float* dx, float* dw, const float* dy, const uint16_t* dy_bf1
                               : make_operand(p.dgrad_dy, dy, N, out, g_dgrad, true, LinearOperand::kDgradDy, false,
                                              sc.qa, sc.bf_a, p, st);
     const Matrix B = weight_view(st, w, out, in, p, true);
-    if (!st.dgrad_b.empty()) gemm::gemm(dx, in, A, st.dgrad_b, opt);
-    else gemm::gemm(dx, in, A, B, opt);
+    gemm::GemmOptions opt_dx = opt;
+    if (overwrite_dx) opt_dx.beta = 0.0f;
+    if (!st.dgrad_b.empty()) gemm::gemm(dx, in, A, st.dgrad_b, opt_dx);
+    else gemm::gemm(dx, in, A, B, opt_dx);
     if (st.telemetry_enabled) record_gemm(st.telemetry.dgrad, A, B, dy, w, p, st);
   }
   if (dw) {
@@ -625,7 +714,10 @@ void backward_impl(float* dx, float* dw, const float* dy, const uint16_t* dy_bf1
     } else {
       TS_CHECK(x != nullptr, "Linear backward needs x: the precision keeps no copy of it (saved_x F32)",
                "pass the forward input, or cache activations in bf16/fp8");
-      B = make_operand(p.wgrad_x, x, N, in, gk, true, LinearOperand::kWgradX, false, sc.qb, sc.bf_b, p, st);
+      if (sharing(share, p) && gemm::is_fp8(p.wgrad_x) && gk == Granularity::Tile128x1)
+        B = gemm::view_fp8(shared_tiles(share, x, N, in, quant_spec(p.wgrad_x, gk, p), sc.qb));
+      else
+        B = make_operand(p.wgrad_x, x, N, in, gk, true, LinearOperand::kWgradX, false, sc.qb, sc.bf_b, p, st);
     }
     gemm::gemm(dw, in, A, B, opt);
     if (st.telemetry_enabled) record_gemm(st.telemetry.wgrad, A, B, dy, x, p, st);
@@ -635,13 +727,15 @@ void backward_impl(float* dx, float* dw, const float* dy, const uint16_t* dy_bf1
 }  // namespace
 
 void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, uint64_t w_version,
-                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& st) {
+                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& st,
+                     InputShare share, bool overwrite_dx) {
   check_dims(N, in, out);
+  begin_share(share);
   if (p.plain_fp32()) {
-    linear_backward(dx, dw, dy, x, w, N, in, out);
+    linear_backward(dx, dw, dy, x, w, N, in, out, overwrite_dx);
     return;
   }
-  backward_impl(dx, dw, dy, nullptr, x, w, w_version, N, in, out, p, st);
+  backward_impl(dx, dw, dy, nullptr, x, w, w_version, N, in, out, p, st, share, overwrite_dx);
 }
 
 bool accepts_bf16_dy(const LinearPrecision& p, const LinearState& st) {
@@ -654,7 +748,7 @@ void linear_backward_bf16_dy(float* dx, float* dw, const uint16_t* dy, const flo
   check_dims(N, in, out);
   TS_CHECK(accepts_bf16_dy(p, st), "linear_backward_bf16_dy needs BF16 dY for Dgrad and Wgrad and telemetry off",
            "check accepts_bf16_dy() first, else pass FP32 dY to linear_backward");
-  backward_impl(dx, dw, nullptr, dy, x, w, w_version, N, in, out, p, st);
+  backward_impl(dx, dw, nullptr, dy, x, w, w_version, N, in, out, p, st, InputShare::kNone, false);
 }
 
 void linear_commit_scaling(LinearState& st) {

@@ -50,6 +50,16 @@
 // of one call are not those of the next); for W per scale tile. The histories are the
 // only state a resume needs (commit, then save LinearState::history).
 //
+// Shared inputs (InputShare): Linears that read the same x one after another (MLA's
+// q_a_proj and kv_a_proj_with_mqa, a SwiGLU's gate_proj and up_proj) quantize it once. The
+// first call (kPublish) leaves its FP8 operands of x in the calling thread's scratch; the
+// next ones (kReuse) take them when x, its shape and the quantization spec match, and
+// quantize as usual otherwise. The same bits as quantizing per Linear: the codes depend only
+// on x and the spec. Shared: the Fprop operand (1x128), the Wgrad copy of X (128x1: the FP8
+// activation cache in forward, copied into each Linear's cache; the Wgrad operand made from
+// the FP32 x in backward). Online scaling only (delayed scaling keeps amax histories per
+// Linear, so its scales differ between Linears).
+//
 // Telemetry (LinearState::telemetry_enabled): every quantized GEMM is also computed from
 // the FP32 operands (the high-precision shadow, same inputs) and compared; operand
 // quantization error, saturation/underflow counts and scale statistics are recorded.
@@ -170,6 +180,24 @@ struct LinearState {
   LinearTelemetry telemetry;
 };
 
+// How one call takes part in sharing its input's quantization (see "Shared inputs" above).
+enum class InputShare : uint8_t {
+  kNone,     // quantize for this call only
+  kPublish,  // quantize and leave the operands for the next kReuse calls of this thread
+  kReuse,    // take the operands the last kPublish call left, when made from the same x
+};
+
+// One operand a kPublish call left: the tensor (`own`, or a Linear's activation cache) and
+// what it was made from. Valid until the next kPublish call of the thread or, for an
+// activation cache, that Linear's next forward.
+struct SharedOperand {
+  const float* x = nullptr;  // null: nothing published
+  int64_t rows = 0, cols = 0;
+  numerics::QuantSpec spec;
+  const numerics::QTensor* q = nullptr;
+  numerics::QTensor own;
+};
+
 // Temporaries of the quantized operands (qa: the GEMM's A, qb: Wgrad's X) and of telemetry,
 // shared by every Linear of the calling thread (Linears run one at a time): grown to the
 // largest Linear and never shrunk, so steady-state training allocates nothing and memory
@@ -179,6 +207,8 @@ struct LinearScratch {
   numerics::QTensor qc;  // dY on the Wgrad grid, quantized together with Dgrad's dY in qa
   AlignedBuffer<uint16_t> bf_a, bf_b;
   AlignedBuffer<float> f_tmp, f_ref, f_out, amax_cur, amax_use;
+  SharedOperand share_fprop;  // x on the Fprop grid (1x128)
+  SharedOperand share_wgrad;  // x on the Wgrad grid (128x1)
 };
 LinearScratch& linear_scratch();
 // Bytes held by the scratch of every thread that has one (for the memory breakdown of
@@ -191,20 +221,26 @@ size_t linear_scratch_bytes();
 void linear_forward(float* y, const float* x, const float* w, int64_t N, int64_t in, int64_t out,
                     bool accumulate = false);
 // dx += dy W (skipped when dx is null), dw += dyᵀ x (skipped when dw is null).
+// overwrite_dx: dx = dy W instead, for callers that would otherwise zero-fill dx first. The
+// same bits: a GEMM's sums start from +0 and never give -0, so adding a zero changes nothing.
 //   dx [N, in]   dw [out, in]   dy [N, out]   x [N, in]   w [out, in]
 void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int64_t N, int64_t in,
-                     int64_t out);
+                     int64_t out, bool overwrite_dx = false);
 
 // Precision-aware path. w_version identifies the current values of w (see above).
 // Forward keeps what backward needs in `state` (the activation cache when saved_x is not F32).
 //   y [N, out]   x [N, in]   w [out, in]
 void linear_forward(float* y, const float* x, const float* w, uint64_t w_version, int64_t N, int64_t in,
-                    int64_t out, bool accumulate, const LinearPrecision& p, LinearState& state);
+                    int64_t out, bool accumulate, const LinearPrecision& p, LinearState& state,
+                    InputShare share = InputShare::kNone);
 // x may be null when saved_x is not F32 and telemetry is off (the cached copy is used);
 // N must equal the last forward's N then.
 //   dx [N, in]   dw [out, in]   dy [N, out]   x [N, in]   w [out, in]
+// share: sharing of the Wgrad operand made from x (when x is given and no cache serves).
+// overwrite_dx: dx = dy W (as in the plain path).
 void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, uint64_t w_version,
-                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& state);
+                     int64_t N, int64_t in, int64_t out, const LinearPrecision& p, LinearState& state,
+                     InputShare share = InputShare::kNone, bool overwrite_dx = false);
 
 // The same backward with dY already rounded to BF16 (RNE, as bf16_encode_parallel rounds
 // it): the same bits as linear_backward on the FP32 dY it came from. Lets a caller make dY

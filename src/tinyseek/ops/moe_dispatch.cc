@@ -69,14 +69,15 @@ void moe_combine_forward(T* y, const T* ye, const T* gates, const int64_t* row_o
 
 template <class T>
 void moe_combine_backward(T* dye, T* dgates, const T* dy, const T* ye, const T* gates,
-                          const int64_t* row_of, int64_t N, int64_t K, int64_t D) {
+                          const int64_t* row_of, int64_t N, int64_t K, int64_t D, bool overwrite_dye) {
   // Each (n, k) pair owns one expert-grouped row, so rows are written by exactly one task.
   parallel_ranges(N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t k = 0; k < K; ++k) {
         const int64_t r = row_of[n * K + k];
         dgates[n * K + k] += detail::dot(dy + n * D, ye + r * D, D);
-        detail::axpy(dye + r * D, gates[n * K + k], dy + n * D, D);
+        if (overwrite_dye) detail::axpy_into_zero(dye + r * D, gates[n * K + k], dy + n * D, D);
+        else detail::axpy(dye + r * D, gates[n * K + k], dy + n * D, D);
       }
   });
 }
@@ -87,7 +88,7 @@ template void moe_gather_backward<float>(float*, const float*, const int64_t*, i
 template void moe_gather_backward<double>(double*, const double*, const int64_t*, int64_t, int64_t, int64_t);
 template void moe_combine_forward<float>(float*, const float*, const float*, const int64_t*, int64_t, int64_t, int64_t);
 template void moe_combine_forward<double>(double*, const double*, const double*, const int64_t*, int64_t, int64_t, int64_t);
-template void moe_combine_backward<float>(float*, float*, const float*, const float*, const float*, const int64_t*, int64_t, int64_t, int64_t);
-template void moe_combine_backward<double>(double*, double*, const double*, const double*, const double*, const int64_t*, int64_t, int64_t, int64_t);
+template void moe_combine_backward<float>(float*, float*, const float*, const float*, const float*, const int64_t*, int64_t, int64_t, int64_t, bool);
+template void moe_combine_backward<double>(double*, double*, const double*, const double*, const double*, const int64_t*, int64_t, int64_t, int64_t, bool);
 
 }  // namespace tinyseek::ops

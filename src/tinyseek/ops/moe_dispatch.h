@@ -43,9 +43,11 @@ void moe_combine_forward(T* y, const T* ye, const T* gates, const int64_t* row_o
 
 // dye[row_of[n, k], :] += gates[n, k] · dy[n, :]
 // dgates[n, k]         += dy[n, :] · ye[row_of[n, k], :]
+// overwrite_dye: dye holds anything and gets 0 + the term (the bits of += into zeros; every
+// row is written once, row_of being a permutation of the N·K rows), saving the zero fill.
 //   dye [N·K, D]   dgates [N, K]   dy [N, D]   ye [N·K, D]   gates [N, K]   row_of [N, K]
 template <class T>
 void moe_combine_backward(T* dye, T* dgates, const T* dy, const T* ye, const T* gates,
-                          const int64_t* row_of, int64_t N, int64_t K, int64_t D);
+                          const int64_t* row_of, int64_t N, int64_t K, int64_t D, bool overwrite_dye = false);
 
 }  // namespace tinyseek::ops

@@ -33,11 +33,11 @@ void swiglu_forward(T* h, const T* g, const T* u, int64_t n) {
 }
 
 template <class T>
-void swiglu_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t n) {
+void swiglu_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t n, bool overwrite) {
   if constexpr (std::is_same_v<T, float>) {
     if (simd_path() == SimdPath::Avx512Bf16) {
       parallel_ranges(n, kGrain, [&](int64_t i0, int64_t i1) {
-        detail::swiglu_backward_avx512(dg + i0, du + i0, dh + i0, g + i0, u + i0, i1 - i0);
+        detail::swiglu_backward_avx512(dg + i0, du + i0, dh + i0, g + i0, u + i0, i1 - i0, overwrite);
       });
       return;
     }
@@ -46,15 +46,16 @@ void swiglu_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t 
     for (int64_t i = i0; i < i1; ++i) {
       const T s = sigmoid(g[i]);
       const T silu = g[i] * s;
-      dg[i] += dh[i] * u[i] * (s * (T(1) + g[i] * (T(1) - s)));
-      du[i] += dh[i] * silu;
+      // + into +0 when overwriting: -0 terms become +0, as after a zero fill.
+      dg[i] = (overwrite ? T(0) : dg[i]) + dh[i] * u[i] * (s * (T(1) + g[i] * (T(1) - s)));
+      du[i] = (overwrite ? T(0) : du[i]) + dh[i] * silu;
     }
   });
 }
 
 template void swiglu_forward<float>(float*, const float*, const float*, int64_t);
 template void swiglu_forward<double>(double*, const double*, const double*, int64_t);
-template void swiglu_backward<float>(float*, float*, const float*, const float*, const float*, int64_t);
-template void swiglu_backward<double>(double*, double*, const double*, const double*, const double*, int64_t);
+template void swiglu_backward<float>(float*, float*, const float*, const float*, const float*, int64_t, bool);
+template void swiglu_backward<double>(double*, double*, const double*, const double*, const double*, int64_t, bool);
 
 }  // namespace tinyseek::ops
