@@ -8,9 +8,12 @@
 #include <algorithm>
 
 #include "tinyseek/gemm/gemm_blocked.h"
+#include "tinyseek/gemm/kernel_avx512_inl.h"
 #include "tinyseek/gemm/gemm_small_m.h"
 
 namespace tinyseek::gemm::detail {
+
+using avx512::step_fma;
 
 namespace {
 
@@ -20,14 +23,6 @@ inline __mmask16 mask16(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : (n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1u));
 }
 
-template <bool kPairs>
-inline __m512 step_fma(__m512 acc, uint32_t a, __m512i b) {
-  if constexpr (kPairs) {
-    return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_set1_epi32(static_cast<int>(a)), (__m512bh)b);
-  } else {
-    return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(a))), _mm512_castsi512_ps(b), acc);
-  }
-}
 
 // PB panels at a time: M·2·PB independent accumulation chains hide the latency of
 // vdpbf16ps / vfmadd231ps (a row's chain within a group is sequential, as in the blocked

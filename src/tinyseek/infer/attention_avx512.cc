@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tinyseek/gemm/kernel_avx512_inl.h"
 #include "tinyseek/infer/attention_kernel.h"
 
 namespace tinyseek::infer::detail {
@@ -23,27 +24,7 @@ inline __mmask16 mask16(int64_t n) {
 [[gnu::always_inline]] inline void transpose16(__m512 rf[16]) {
   __m512i r[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_castps_si512(rf[i]);
-  __m512i t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  __m512i u[16];
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-  for (int e = 0; e < 4; ++e) {
-    const __m512i v_lo = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x88), v_hi = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xDD);
-    const __m512i w_lo = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x88);
-    const __m512i w_hi = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xDD);
-    r[e] = _mm512_shuffle_i32x4(v_lo, w_lo, 0x88);
-    r[8 + e] = _mm512_shuffle_i32x4(v_lo, w_lo, 0xDD);
-    r[4 + e] = _mm512_shuffle_i32x4(v_hi, w_hi, 0x88);
-    r[12 + e] = _mm512_shuffle_i32x4(v_hi, w_hi, 0xDD);
-  }
+  gemm::avx512::transpose16(r);
   for (int i = 0; i < 16; ++i) rf[i] = _mm512_castsi512_ps(r[i]);
 }
 
