@@ -32,6 +32,8 @@ class Model {
   explicit Model(const ModelConfig& cfg);
 
   const ModelConfig& config() const { return reg_.config(); }
+  // λ of the MTP loss, read at every forward (the trainer follows its schedule).
+  void set_mtp_lambda(double lambda) { reg_.set_mtp_lambda(lambda); }
   Registry& registry() { return reg_; }
   const Registry& registry() const { return reg_; }
   void init(uint64_t seed) { reg_.init(seed); }

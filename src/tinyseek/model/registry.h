@@ -93,6 +93,9 @@ class Registry {
   Registry(Registry&&) = default;
 
   const ModelConfig& config() const { return cfg_; }
+  // The MTP loss weight λ is the one config value that may change during a run (its
+  // schedule, train/hyper.h); every shape stays as built.
+  void set_mtp_lambda(double lambda) { cfg_.training.mtp_lambda = lambda; }
   const ModelIds& ids() const { return ids_; }
 
   // Tensors in checkpoint order: embed_tokens, layers 0..L+Dmtp-1, norm, lm_head.

@@ -198,10 +198,7 @@ void Trainer::resume(const std::string& run_dir) {
 }
 
 void Trainer::set_mtp_lambda(double lambda) {
-  // The model reads λ from its config at every forward. Model has no setter yet, and the
-  // registry's config is a non-const member of our non-const Model, so writing through the
-  // const reference is well-defined. Only λ changes; the shape never does.
-  const_cast<model::ModelConfig&>(model_->config()).training.mtp_lambda = lambda;
+  model_->set_mtp_lambda(lambda);
 }
 
 StepRecord Trainer::train_step() {
