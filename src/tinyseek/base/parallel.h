@@ -43,6 +43,9 @@ void parallel_ranges(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t chunks = (n + grain - 1) / grain;
+  // One chunk: call it here. Opening a region (even of one thread) costs a fork/join and a
+  // futex call in libgomp, more than the few rows of a decode step it would run.
+  if (chunks == 1) return f(int64_t{0}, n);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
 }
@@ -54,6 +57,11 @@ T deterministic_sum(int64_t n, int64_t grain, F&& partial) {
   if (n <= 0) return T{};
   grain = std::max<int64_t>(grain, 1);
   const int64_t chunks = (n + grain - 1) / grain;
+  if (chunks == 1) {  // as below, without the region: the one part added to T{}
+    T total{};
+    total += partial(int64_t{0}, n);
+    return total;
+  }
   std::vector<T> parts(static_cast<size_t>(chunks));
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < chunks; ++c) parts[c] = partial(c * grain, std::min(n, (c + 1) * grain));

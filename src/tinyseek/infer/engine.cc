@@ -10,9 +10,7 @@
 #include "tinyseek/numerics/simd.h"
 #include "tinyseek/numerics/bf16.h"
 #include "tinyseek/numerics/quant.h"
-#include "tinyseek/ops/elementwise_avx512.h"
 #include "tinyseek/ops/embedding.h"
-#include "tinyseek/ops/kernels.h"
 #include "tinyseek/ops/linear_quant.h"
 #include "tinyseek/ops/moe_dispatch.h"
 #include "tinyseek/ops/rmsnorm.h"
@@ -112,44 +110,8 @@ gemm::Matrix fprop_operand(const ops::LinearPrecision& p, const float* x, int64_
     numerics::quantize(q, x, n, in, in, spec);
     return gemm::view_fp8(q);
   }
-  if (simd_path() == SimdPath::Avx512Bf16 && n <= 128) {
-    // quantize_tiles' own kernel on its one 128-row block, without the parallel region
-    // around it (a fork/join, even of one thread, costs more than quantizing a few rows).
-    (void)numerics::scale_from_amax(0.0f, spec);  // validates amax_floor, as quantize_tiles does
-    ops::shape_qtensor(q, n, in, spec);
-    ops::detail::quantize_tiles_blocks_avx512(&q, nullptr, x, n, in, spec, 0, 1);
-    bool finite = true;
-    for (int64_t i = 0; i < q.grid.count(); ++i) finite = finite && !std::isnan(q.scales[static_cast<size_t>(i)]);
-    if (finite) return gemm::view_fp8(q);
-    // Inf/NaN in x: quantize_tiles names the tile in its error.
-  }
   ops::quantize_tiles(&q, nullptr, x, n, in, spec);
   return gemm::view_fp8(q);
-}
-
-// Few-row twins of ops::rmsnorm_forward and ops::swiglu_forward without their parallel
-// regions: libgomp makes a futex call at the end of every region, even a one-thread one,
-// which costs more than normalising a row of 128. The same per-row code (the rows of the
-// ops' single chunk), so the same bits; more rows go to the ops themselves.
-void rmsnorm(float* y, float* rstd, const float* x, const float* w, int64_t N, int64_t D, double eps,
-             int64_t ldx = 0) {
-  if (N > gemm::kSmallMaxM) return ops::rmsnorm_forward(y, rstd, x, w, N, D, eps, ldx);
-  TS_CHECK(D > 0, "rmsnorm needs a positive width, got D = " << D, "check the model config");
-  if (ldx == 0) ldx = D;
-  const float e = static_cast<float>(eps);
-  for (int64_t n = 0; n < N; ++n) {
-    const float* xr = x + n * ldx;
-    float* yr = y + n * D;
-    const float r = 1.0f / std::sqrt(ops::detail::sum_squares(xr, D) / static_cast<float>(D) + e);
-    rstd[n] = r;
-    for (int64_t d = 0; d < D; ++d) yr[d] = xr[d] * r * w[d];
-  }
-}
-
-void swiglu_rows(float* h, const float* g, const float* u, int64_t n, int64_t rows) {
-  if (rows > gemm::kSmallMaxM || simd_path() != SimdPath::Avx512Bf16) return ops::swiglu_forward(h, g, u, n);
-  for (int64_t i0 = 0; i0 < n; i0 += 4096)  // the op's chunks (its kGrain)
-    ops::detail::swiglu_forward_avx512(h + i0, g + i0, u + i0, std::min<int64_t>(4096, n - i0));
 }
 
 // Whether two projections round the same input to the same operand.
@@ -278,7 +240,7 @@ void Engine::swiglu(const Ffn& f, float* y, bool accumulate, const float* x, flo
                     int64_t n) {
   // As model::Swiglu::forward: gate and up, a = silu(g)·u, down.
   linear2(f.gate, g, f.up, u, x, n);
-  swiglu_rows(a, g, u, n * f.width, n);
+  ops::swiglu_forward(a, g, u, n * f.width);
   linear(f.down, y, a, n, accumulate);
 }
 
@@ -411,7 +373,7 @@ void Engine::attention(const Attention& a, int64_t layer, KvCache& cache, float*
     float* cq = scratch(kCq, sz(n * dq_));
     float* kv_a = scratch(kKvA, sz(n * dkva));
     linear2(a.q_a, cq_raw, a.kv_a, kv_a, h, n);  // both read h: rounded once
-    rmsnorm(cq, scratch(kRstd, sz(n)), cq_raw, reg_.param(a.q_norm), n, dq_, eps_);
+    ops::rmsnorm_forward(cq, scratch(kRstd, sz(n)), cq_raw, reg_.param(a.q_norm), n, dq_, eps_);
     linear(a.q_b, q, cq, n);
   } else {
     linear2(a.q, q, a.kv_a, scratch(kKvA, sz(n * dkva)), h, n);
@@ -420,7 +382,7 @@ void Engine::attention(const Attention& a, int64_t layer, KvCache& cache, float*
 
   const float* kv_a = scratch(kKvA, sz(n * dkva));
   float* ckv_new = cache.ckv(layer, pos0);
-  rmsnorm(ckv_new, scratch(kRstd, sz(n)), kv_a, reg_.param(a.kv_norm), n, dc_, eps_, dkva);
+  ops::rmsnorm_forward(ckv_new, scratch(kRstd, sz(n)), kv_a, reg_.param(a.kv_norm), n, dc_, eps_, dkva);
   round_as_linear_input(ckv_new, n, dc_, a.ckv_format);
   ops::rope_forward(cache.kpe(layer, pos0), kv_a + dc_, rope_, n, 1, n, pos0, dr_, dkva);
 
@@ -511,9 +473,9 @@ void Engine::block(const Layer& l, KvCache& cache, float* x, int64_t n, int64_t 
   const size_t nd = static_cast<size_t>(n * D_);
   float* h = scratch(kNormOut, nd);
   float* rstd = scratch(kRstd, static_cast<size_t>(n));
-  rmsnorm(h, rstd, x, reg_.param(l.in_norm), n, D_, eps_);
+  ops::rmsnorm_forward(h, rstd, x, reg_.param(l.in_norm), n, D_, eps_);
   attention(l.attn, l.index, cache, x, h, n, pos0);  // x = mid = x + MLA(norm(x))
-  rmsnorm(h, scratch(kRstd, static_cast<size_t>(n)), x, reg_.param(l.post_norm), n, D_, eps_);
+  ops::rmsnorm_forward(h, scratch(kRstd, static_cast<size_t>(n)), x, reg_.param(l.post_norm), n, D_, eps_);
   ffn(l, x, h, n);  // x = mid + FFN(norm(mid))
 }
 
@@ -546,9 +508,9 @@ void Engine::forward_mtp(int64_t k, KvCache& cache, const float* h_prev, const o
   float* rstd = scratch(kRstd, static_cast<size_t>(n));
   // h'^k = eh_proj([enorm(Emb(t_{j+k})) ; hnorm(h^{k-1}_j)])   (model/mtp.cc, embedding first)
   ops::embedding_forward(emb, tokens, reg_.param(reg_.ids().embed_tokens), n, D_, V_);
-  rmsnorm(normed, rstd, emb, reg_.param(m.enorm), n, D_, eps_);
+  ops::rmsnorm_forward(normed, rstd, emb, reg_.param(m.enorm), n, D_, eps_);
   for (int64_t i = 0; i < n; ++i) std::copy(normed + i * D_, normed + (i + 1) * D_, concat + i * 2 * D_);
-  rmsnorm(normed, rstd, h_prev, reg_.param(m.hnorm), n, D_, eps_);
+  ops::rmsnorm_forward(normed, rstd, h_prev, reg_.param(m.hnorm), n, D_, eps_);
   for (int64_t i = 0; i < n; ++i) std::copy(normed + i * D_, normed + (i + 1) * D_, concat + i * 2 * D_ + D_);
   linear(m.eh_proj, hidden, concat, n);
   block(m.block, cache, hidden, n, pos0);
@@ -560,7 +522,7 @@ void Engine::head(int norm_id, float* logits, const float* hidden, int64_t n) {
   // cost more than that on a loaded machine.
   const SerialScope serial(n <= gemm::kSmallMaxM);
   float* normed = scratch(kHeadNormed, static_cast<size_t>(n * D_));
-  rmsnorm(normed, scratch(kRstd, static_cast<size_t>(n)), hidden, reg_.param(norm_id), n, D_, eps_);
+  ops::rmsnorm_forward(normed, scratch(kRstd, static_cast<size_t>(n)), hidden, reg_.param(norm_id), n, D_, eps_);
   linear(lm_head_, logits, normed, n);
 }
 
