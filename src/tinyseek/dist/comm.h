@@ -50,7 +50,8 @@ class Comm {
   // the buffer in rank order). Afterwards buf[shards[rank()]] = Σ_r buf_r[...] summed as
   // ((buf_0 + buf_1) + buf_2) + ... (left fold in rank order); the rest of buf is left
   // as it was. Works in buckets of at most bucket_elems elements of the buffer, so the
-  // receive scratch is (size-1)/size · bucket_elems floats, not a whole shard per peer.
+  // receive scratch is size · bucket_elems floats (kept between calls), not a whole shard
+  // per peer.
   // Returns the bytes this rank sent.
   size_t reduce_scatter_sum(std::span<float> buf, std::span<const Range> shards, size_t bucket_elems) const;
   // All-gather in place: afterwards every rank's buf[shards[r]] holds rank r's values.
@@ -64,6 +65,7 @@ class Comm {
   friend Comm& world();
   friend void init(int* argc, char*** argv);
   int rank_ = 0, size_ = 1;
+  mutable std::vector<float> rs_scratch_;  // reduce_scatter_sum's receive buckets
 };
 
 // The process's communicator (single-process until init() found an MPI launcher).
