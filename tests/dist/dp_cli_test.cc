@@ -10,6 +10,7 @@
 // weights) sit 2-3 orders above that and 3+ orders below what any real fault causes: a
 // missing 1/N or a rank's gradient dropped changes the norm by 2x / 1e-1, lost optimizer
 // moments change the next loss by ~1e-3.
+#include <cstdio>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -218,6 +219,24 @@ TEST(DataParallel, RefusesABatchTheRanksCannotSplit) {
   const auto r = train(2, train_args(dir + "/run", 2, "batch_size=3"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("not divisible by the 2 ranks"), std::string::npos) << r.err;
+}
+
+// What needs every rank's rows in one place is refused with a message naming the fix, not
+// run with per-rank statistics.
+TEST(DataParallel, RefusesDelayedScalingAndTelemetry) {
+  REQUIRE_MPIRUN();
+  const std::string dir = fresh_dir("dp_refuse_fp8");
+  const auto delayed =
+      train(2, train_args(dir + "/d", 2, "precision.recipe=fp8 precision.scaling=delayed precision.amax_history=4"));
+  EXPECT_NE(delayed.status, 0);
+  EXPECT_NE(delayed.err.find("delayed scaling is not supported with more than one rank"), std::string::npos)
+      << delayed.err;
+  const auto telemetry = train(2, train_args(dir + "/t", 2, "precision.recipe=fp8 --numerics-telemetry"));
+  EXPECT_NE(telemetry.status, 0);
+  EXPECT_NE(telemetry.err.find("--numerics-telemetry is not supported with more than one rank"), std::string::npos)
+      << telemetry.err;
+  std::printf("refused under 2 ranks: delayed scaling (exit %d), telemetry (exit %d)\n", delayed.status,
+              telemetry.status);
 }
 
 // Loads every file of the run's current checkpoint as resume would; returns its step.
