@@ -10,7 +10,6 @@
 // weights) sit 2-3 orders above that and 3+ orders below what any real fault causes: a
 // missing 1/N or a rank's gradient dropped changes the norm by 2x / 1e-1, lost optimizer
 // moments change the next loss by ~1e-3.
-#include <cstdio>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +18,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
