@@ -31,6 +31,8 @@ struct TrainArgs {
   bool telemetry_given = false;
   std::string telemetry_every;
   bool allow_precision_change = false;
+  int expert_parallel = 1;
+  std::string ep_fp8_dispatch;  // "" (auto) | on | off
 };
 
 // The telemetry interval: N as given, else the run's eval_every, else 10.
@@ -152,6 +154,14 @@ int run_train(const TrainArgs& a, const std::vector<std::string>& overrides) {
   opt.stop_flag = &g_stop;
   opt.telemetry_every = telemetry_every;
   opt.allow_precision_change = a.allow_precision_change;
+  opt.expert_parallel = a.expert_parallel;
+  if (!a.ep_fp8_dispatch.empty()) {
+    TS_CHECK(a.ep_fp8_dispatch == "on" || a.ep_fp8_dispatch == "off", "--ep-fp8-dispatch takes on or off, got '"
+             << a.ep_fp8_dispatch << "'", "write --ep-fp8-dispatch off (default: on under the fp8 recipe)");
+    TS_CHECK(a.expert_parallel > 1, "--ep-fp8-dispatch without --expert-parallel",
+             "add --expert-parallel N (N = the mpirun -np), or drop --ep-fp8-dispatch");
+    opt.ep_fp8_dispatch = a.ep_fp8_dispatch == "on";
+  }
   train::Trainer trainer(rc.model, rc.hyper, std::move(data), opt);
   const bool root = dist::world().is_root();  // only rank 0 prints
   if (a.resume.empty()) {
@@ -198,6 +208,14 @@ void add_train(CLI::App& app) {
   c->add_flag("--allow-precision-change", args->allow_precision_change,
               "with --resume: continue under a precision map other than the checkpoint's (moments converted, "
               "amax histories restarted); without it such a resume is refused");
+  // Launch-shape options like -np itself: not saved in the checkpoint, so a run resumes
+  // on any rank count with or without expert parallelism.
+  c->add_option("--expert-parallel", args->expert_parallel,
+                "under mpirun -np N: partition the routed experts over the N ranks (N must equal -np and divide "
+                "n_routed_experts; 1 = off): tokens go to their experts' owners by all-to-all");
+  c->add_option("--ep-fp8-dispatch", args->ep_fp8_dispatch,
+                "on | off: send the experts' inputs as FP8 E4M3 with 1x128 tile scales (default: on under the fp8 "
+                "recipe, off otherwise)");
   c->allow_extras();
   c->footer("Extra arguments key=value override config keys: lr=1e-3 steps=500 batch_size=16 "
             "precision.recipe=bf16 hidden_size=128 (see src/tinyseek/train/hyper.h).");

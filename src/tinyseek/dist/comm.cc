@@ -191,4 +191,39 @@ void Comm::gatherv_bytes(std::span<const std::byte> local, std::span<const int64
               displ.data(), MPI_BYTE, root, MPI_COMM_WORLD);
 }
 
+void Comm::alltoall(std::span<const int64_t> send, std::span<int64_t> recv) const {
+  TS_ASSERT(send.size() == recv.size() && send.size() % size_t(size_) == 0);
+  if (!distributed()) {
+    std::copy(send.begin(), send.end(), recv.begin());
+    return;
+  }
+  const int n = as_count(send.size() / size_t(size_), "all-to-all");
+  MPI_Alltoall(send.data(), n, MPI_INT64_T, recv.data(), n, MPI_INT64_T, MPI_COMM_WORLD);
+}
+
+size_t Comm::alltoallv_bytes(const void* send, std::span<const int64_t> send_bytes, void* recv,
+                             std::span<const int64_t> recv_bytes) const {
+  const size_t N = size_t(size_);
+  TS_ASSERT(send_bytes.size() == N && recv_bytes.size() == N);
+  std::vector<int> scount(N), sdispl(N), rcount(N), rdispl(N);
+  size_t soff = 0, roff = 0, sent = 0;
+  for (size_t q = 0; q < N; ++q) {
+    scount[q] = as_count(size_t(send_bytes[q]), "all-to-all block");
+    rcount[q] = as_count(size_t(recv_bytes[q]), "all-to-all block");
+    sdispl[q] = as_count(soff, "all-to-all offset");
+    rdispl[q] = as_count(roff, "all-to-all offset");
+    soff += size_t(send_bytes[q]);
+    roff += size_t(recv_bytes[q]);
+    if (q != size_t(rank_)) sent += size_t(send_bytes[q]);
+  }
+  if (!distributed()) {
+    TS_ASSERT(send_bytes[0] == recv_bytes[0]);
+    if (send_bytes[0] > 0) std::memcpy(recv, send, size_t(send_bytes[0]));
+    return 0;
+  }
+  MPI_Alltoallv(send, scount.data(), sdispl.data(), MPI_BYTE, recv, rcount.data(), rdispl.data(), MPI_BYTE,
+                MPI_COMM_WORLD);
+  return sent;
+}
+
 }  // namespace tinyseek::dist

@@ -60,6 +60,15 @@ class Comm {
   // counts); other ranks pass an empty out.
   void gatherv_bytes(std::span<const std::byte> local, std::span<const int64_t> counts, std::span<std::byte> out,
                      int root) const;
+  // All-to-all of n = send.size() / size() integers per peer: recv[s·n + i] = rank s's
+  // send[rank()·n + i] (expert parallelism's per-expert row counts).
+  void alltoall(std::span<const int64_t> send, std::span<int64_t> recv) const;
+  // All-to-all of variable byte blocks: this rank's block for peer q is send_bytes[q] bytes,
+  // the blocks back to back in rank order from `send`; rank s's block for this rank lands
+  // at recv + Σ_{s'<s} recv_bytes[s'] (recv_bytes must match what the peers send). Returns
+  // the bytes this rank sent to other ranks (its own block is a local copy).
+  size_t alltoallv_bytes(const void* send, std::span<const int64_t> send_bytes, void* recv,
+                         std::span<const int64_t> recv_bytes) const;
 
  private:
   friend Comm& world();

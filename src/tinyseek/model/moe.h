@@ -4,6 +4,7 @@
 // plus this layer's sequence-wise balance loss (no gradient through the selection, the
 // one-hot counts f, or the bias).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -15,7 +16,18 @@
 #include "tinyseek/ops/dims.h"
 #include "tinyseek/ops/router.h"
 
+namespace tinyseek::dist {
+class ExpertDispatch;  // dist/expert_parallel.h
+}
+
 namespace tinyseek::model {
+
+// Expert parallelism for every MoE layer of the model whose registry is `r`: its layers then
+// run only the experts `d` assigns to this rank and exchange token rows with the other
+// ranks (dist/expert_parallel.h). nullptr: every expert runs here (the default). The model
+// builds its layers itself, so the setting is keyed by its registry, which lives as long
+// as the model; the caller clears it before the model goes.
+void set_expert_dispatch(const Registry& r, dist::ExpertDispatch* d);
 
 class Moe {
  public:
@@ -35,6 +47,18 @@ class Moe {
   int64_t saved_bytes() const;
 
  private:
+  // Expert-parallel halves of forward and backward: from the expert-grouped rows of this
+  // rank's tokens (xe, or ∂L/∂ye) to the expert outputs (ye, or ∂L/∂xe) of the same rows,
+  // running only the local experts on the rows every rank sent them.
+  void ep_forward(const Registry& r, const ActContext& ctx, dist::ExpertDispatch& d, float* ye, const float* xe);
+  void ep_backward(Registry& r, Workspace& ws, const ActContext& ctx, dist::ExpertDispatch& d, float* dxe,
+                   const float* dye);
+  // Rows of D floats over the wire in `wire` (kFp32 or kBf16): to_owners sends this rank's
+  // expert-grouped rows in [N·K, D] to their experts' owners, out [R, D] expert-major;
+  // to_tokens sends the expert-major rows in [R, D] back, out [N·K, D] in the local order.
+  void ep_to_owners(dist::ExpertDispatch& d, float* out, const float* in, StoreFormat wire);
+  void ep_to_tokens(dist::ExpertDispatch& d, float* out, const float* in, StoreFormat wire);
+
   MoeIds ids_;
   ops::RouterConfig rc_;
   int64_t D_, E_, K_, Fe_;
@@ -63,6 +87,18 @@ class Moe {
   LowAct ye_low_;      // [N·K, D] the outputs in BF16 (moe_combine bf16; then ye_ is transient)
   SwigluActs experts_acts_{ActKey::kGe, ActKey::kUe, ActKey::kAe};          // [N·K, Fe]
   SwigluActs shared_acts_{ActKey::kSharedG, ActKey::kSharedU, ActKey::kSharedA};  // [N, Fe·Es]
+
+  // Expert parallelism (set by the last forward): rows this rank sends to / receives from
+  // each rank, the received rows per (source rank s, local expert j) at s·El + j, where
+  // block (s, j) lies in the received (rank-major) order and in the expert-major order the
+  // local experts run on, and the local experts' row offsets [El+1] in the latter.
+  bool ep_ = false;
+  int64_t ep_rows_ = 0;  // R, rows received
+  std::vector<int64_t> ep_send_rows_, ep_recv_rows_, ep_counts_, ep_recv_at_, ep_local_at_, ep_offsets_;
+  AlignedBuffer<float> ep_xe_;        // [R, D] received inputs, expert-major (kept for backward)
+  AlignedBuffer<float> ep_tmp_, ep_out_, ep_dx_;  // [R, D] scratch
+  std::vector<std::byte> ep_send_, ep_recv_;
+  numerics::QTensor ep_q_, ep_rq_;
 };
 
 }  // namespace tinyseek::model

@@ -80,6 +80,7 @@ Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainDa
   check_split(*data_.train, "train", window, cfg_.vocab_size);
   check_split(*data_.val, "val", window, cfg_.vocab_size);
   const int N = comm_.size();
+  dist::check_expert_parallel(opt_.expert_parallel, N, cfg_.n_routed_experts);
   if (comm_.distributed()) {
     TS_CHECK(r.batch_size % N == 0, "training.batch_size " << r.batch_size << " is not divisible by the " << N
              << " ranks (each rank trains on batch_size/ranks sequences of every micro-batch)",
@@ -99,7 +100,13 @@ Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainDa
   AdamWConfig ac = hyper_.adamw;
   if (cfg_.precision.optimizer_moments == model::StoreFormat::kBf16) ac.moments = MomentPrecision::kBf16;
   hyper_.adamw.moments = ac.moments;
-  adamw_ = std::make_unique<AdamW>(model_->registry(), ac, dp_->my_shard());
+  if (opt_.expert_parallel > 1) {
+    const model::GemmFormat f = cfg_.precision.format;
+    const bool fp8_recipe = f == model::GemmFormat::kE4M3 || f == model::GemmFormat::kE5M2 || f == model::GemmFormat::kHybrid;
+    ep_ = std::make_unique<dist::ExpertParallel>(comm_, model_->registry(), ac, opt_.ep_fp8_dispatch.value_or(fp8_recipe));
+  } else {
+    adamw_ = std::make_unique<AdamW>(model_->registry(), ac, dp_->my_shard());
+  }
   loader_ = std::make_unique<data::WindowLoader>(data_.train, data::LoaderOptions{window, 0, r.data_seed, true});
   lr_ = lr_schedule(hyper_, r.steps);
   lambda_ = mtp_lambda_schedule(hyper_);
@@ -113,7 +120,8 @@ Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainDa
 
 void Trainer::init_fresh() {
   model_->init(cfg_.training.seed);
-  adamw_->reset();
+  if (ep_) ep_->reset_optimizer();
+  else adamw_->reset();
   loader_->reset();
   step_ = tokens_seen_ = bad_in_row_ = 0;
   if (root_writes()) metrics_ = MetricsLog(opt_.run_dir, -1);
@@ -173,9 +181,10 @@ void Trainer::resume(const std::string& run_dir) {
   if (comm_.distributed()) {
     // The checkpoint holds the unsharded optimizer (any rank count wrote it): every rank
     // reads it whole and keeps its shard.
-    AdamW full(model_->registry(), adamw_->config());
+    AdamW full(model_->registry(), hyper_.adamw);
     load_optimizer_state(full, model_->registry(), dir + "/optimizer.safetensors", !pdiff.empty());
-    dist::DataParallel::scatter_optimizer(full, *adamw_);
+    if (ep_) ep_->scatter_optimizer(full);
+    else dist::DataParallel::scatter_optimizer(full, *adamw_);
   } else {
     load_optimizer_state(*adamw_, model_->registry(), dir + "/optimizer.safetensors", !pdiff.empty());
   }
@@ -255,14 +264,20 @@ StepRecord Trainer::train_step() {
 
   // The step's gradient is Σ/(k·N): its norm is the raw norm / (k·N), and 1/(k·N) joins
   // the clip factor. With one process the reduction is a no-op and the norm the unsharded one.
-  dp_->reduce_gradients(reg);
-  const double raw_norm = dp_->grad_norm(reg);
+  if (ep_) ep_->reduce_gradients(reg);
+  else dp_->reduce_gradients(reg);
+  const double raw_norm = ep_ ? ep_->grad_norm(reg) : dp_->grad_norm(reg);
   rec.grad_norm = raw_norm * inv_k;
   const bool finite = std::isfinite(rec.losses.loss) && std::isfinite(raw_norm);
   if (finite) {
     const float scale = static_cast<float>(static_cast<double>(clip_factor(rec.grad_norm, hyper_.grad_clip)) * inv_k);
-    adamw_->step(reg, rec.lr, scale);
-    dp_->allgather_params(reg);
+    if (ep_) {
+      ep_->step(reg, rec.lr, scale);
+      ep_->allgather_params(reg);
+    } else {
+      adamw_->step(reg, rec.lr, scale);
+      dp_->allgather_params(reg);
+    }
     const double gamma = gamma_.at(step_);
     for (size_t li = 0; li < moe.size(); ++li)
       bias_update(reg.param(router_bias_id(reg, moe[li])), load.data() + li * size_t(E), E, gamma);
@@ -311,6 +326,17 @@ EvalResult Trainer::evaluate(int64_t max_batches) {
     if (rows == 0) break;
     batch_nats.push_back(0.0);
     rows_total += rows;
+    if (ep_) {
+      // Every MoE layer needs every rank: each evaluates its rows of the batch (all of them
+      // when the rows do not split evenly; rank 0's count then).
+      const int64_t n = comm_.size();
+      const bool split = rows % n == 0;
+      const int64_t mine = split ? rows / n : rows;
+      const model::Losses l =
+          model_->forward(batch_.data() + (split ? comm_.rank() * mine * (T + 1) : 0), mine, T);
+      if (split || comm_.is_root()) batch_nats.back() = l.loss_main * static_cast<double>(mine * T);
+      continue;
+    }
     if (b % comm_.size() != comm_.rank()) continue;
     const model::Losses l = model_->forward(batch_.data(), rows, T);
     batch_nats.back() = l.loss_main * static_cast<double>(rows * T);
@@ -368,8 +394,10 @@ void Trainer::save_checkpoint() {
   if (opt_.run_dir.empty() || last_save_step_ == step_) return;
   std::unique_ptr<AdamW> gathered;
   if (comm_.distributed()) {
-    if (comm_.is_root()) gathered = std::make_unique<AdamW>(model_->registry(), adamw_->config());
-    dp_->gather_optimizer(*adamw_, gathered.get());
+    if (comm_.is_root()) gathered = std::make_unique<AdamW>(model_->registry(), hyper_.adamw);
+    // Expert parallel: rank 0 also receives the owners' experts into its registry.
+    if (ep_) ep_->gather_checkpoint(model_->registry(), gathered.get());
+    else dp_->gather_optimizer(*adamw_, gathered.get());
     if (!comm_.is_root()) {
       last_save_step_ = step_;
       return;
@@ -412,20 +440,26 @@ void Trainer::print_header(int64_t until) {
               (long long)r.batch_size, (long long)r.seq_len, (long long)r.grad_accum,
               (long long)(r.batch_size * r.seq_len * r.grad_accum), (long long)step_, (long long)until,
               (long long)r.steps, to_string(hyper_.schedule), hyper_.lr, hyper_.min_lr, (long long)hyper_.warmup_steps,
-              to_string(adamw_->moment_precision()), r.recompute.c_str());
+              to_string(hyper_.adamw.moments), r.recompute.c_str());
   std::printf("data: %s (train %s tokens, val %s tokens)\n", data_.data_dir.empty() ? "(memory)" : data_.data_dir.c_str(),
               human(double(data_.train->size())).c_str(), human(double(data_.val->size())).c_str());
   std::printf("threads %d, SIMD %s, peak %s\n", max_threads(), to_string(simd_path()),
               peak_gflops_ ? (human(*peak_gflops_ * 1e9) + "FLOP/s").c_str() : "unknown");
   if (comm_.distributed()) {
     size_t largest = 0;
-    for (const dist::Range& sh : dp_->shards()) largest = std::max(largest, sh.size());
+    for (const dist::Range& sh : ep_ ? ep_->dense_shards() : dp_->shards()) largest = std::max(largest, sh.size());
     std::printf("data parallel: %d ranks x %lld sequences of each micro-batch; gradients reduce-scattered in %zu MiB "
                 "buckets (after the backward, not overlapped); ZeRO-1 optimizer shards of <= %s elements; "
                 "%sB sent per rank per step\n",
                 comm_.size(), (long long)(r.batch_size / comm_.size()),
                 dist::DataParallel::kBucketElems * sizeof(float) >> 20, human(double(largest)).c_str(),
-                human(double(dp_->bytes_per_step())).c_str());
+                human(double(ep_ ? ep_->dense_bytes_per_step() : dp_->bytes_per_step())).c_str());
+    if (ep_)
+      std::printf("expert parallel: %d ranks x %lld routed experts per MoE layer, their gradients and moments on the "
+                  "owner; %s parameters data parallel; token dispatch in %s, combine and its backward in %s\n",
+                  comm_.size(), (long long)ep_->dispatch().experts_per_rank(),
+                  human(double(ep_->dense_elements())).c_str(), ep_->dispatch().fp8() ? "FP8 E4M3 (1x128 scales)" : "FP32",
+                  cfg_.precision.moe_combine == model::StoreFormat::kBf16 ? "BF16" : "FP32");
   }
   std::printf("precision:\n%s", model::precision_table(cfg_.precision, cfg_.num_hidden_layers).c_str());
   if (opt_.telemetry_every > 0)
@@ -519,15 +553,18 @@ Trainer::Stop Trainer::run(int64_t until) {
   const RunOptions& r = hyper_.run;
   print_header(until);
   const Timer wall;
-  const double comm_before = dp_->comm_seconds();
-  const size_t bytes_before = dp_->bytes_sent();
+  const auto comm_seconds = [&] { return ep_ ? ep_->comm_seconds() : dp_->comm_seconds(); };
+  const auto bytes_sent = [&] { return ep_ ? ep_->bytes_sent() : dp_->bytes_sent(); };
+  const double comm_before = comm_seconds();
+  const size_t bytes_before = bytes_sent();
   // Rank 0's share of the run's wall time in the gradient/parameter collectives (waiting for
   // slower ranks included), printed when the run ends.
   const auto print_comm = [&] {
     if (!opt_.print || !comm_.distributed()) return;
-    std::printf("data parallel: rank 0 sent %sB, %.1f%% of the run's wall time in gradient/parameter collectives\n",
-                human(double(dp_->bytes_sent() - bytes_before)).c_str(),
-                100.0 * (dp_->comm_seconds() - comm_before) / std::max(wall.seconds(), 1e-9));
+    std::printf("%s: rank 0 sent %sB, %.1f%% of the run's wall time in %s\n",
+                ep_ ? "expert parallel" : "data parallel", human(double(bytes_sent() - bytes_before)).c_str(),
+                100.0 * (comm_seconds() - comm_before) / std::max(wall.seconds(), 1e-9),
+                ep_ ? "gradient/parameter collectives and token exchanges" : "gradient/parameter collectives");
   };
   bool stopped = false;
   while (step_ < until) {

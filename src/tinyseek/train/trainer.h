@@ -37,6 +37,15 @@
 // (gathered), so a run resumes on any rank count. Not yet with more than one rank:
 // delayed scaling (each rank's amax histories would see only its rows) and numerics
 // telemetry (shadow GEMMs of one rank's rows); both are refused with a message.
+//
+// Expert parallel (TrainerOptions::expert_parallel = the world size, `--expert-parallel N`;
+// dist/expert_parallel.h): the same data-parallel rows per rank, but rank q runs only the
+// routed experts it owns, on the rows every rank dispatches to it (all-to-all, FP8 when
+// ep_fp8_dispatch); their gradients and AdamW moments stay on the owner, everything else
+// is reduce-scattered / ZeRO-1 / all-gathered as above. Evaluation runs every batch on all
+// ranks together (each rank its rows; all ranks the whole batch when the rows do not split),
+// since every MoE layer needs every rank. Checkpoints gather the experts and moments on rank
+// 0: they are single-process checkpoints, resumable on any rank count with or without EP.
 #pragma once
 #include <csignal>
 #include <cstdint>
@@ -48,8 +57,10 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "tinyseek/base/check.h"
 #include "tinyseek/data/loader.h"
 #include "tinyseek/dist/data_parallel.h"
+#include "tinyseek/dist/expert_parallel.h"
 #include "tinyseek/model/config.h"
 #include "tinyseek/model/deepseek.h"
 #include "tinyseek/train/adamw.h"
@@ -95,6 +106,11 @@ struct TrainerOptions {
   int64_t telemetry_every = 0;
   // Resume under a precision map other than the checkpoint's (see above).
   bool allow_precision_change = false;
+  // Expert parallelism over this many ranks (1 = off; otherwise the world size).
+  int expert_parallel = 1;
+  // Dispatch the experts' inputs in FP8 (E4M3, 1x128 tiles); unset: on exactly when the
+  // precision map's GEMM format is FP8 (the fp8 recipe).
+  std::optional<bool> ep_fp8_dispatch;
   // Tests: called after the micro-batches' backward, before clipping (fault injection);
   // under data parallelism before the gradients are reduced (this rank's rows only).
   std::function<void(int64_t step, model::Registry&)> after_backward;
@@ -122,7 +138,13 @@ class Trainer {
 
   int64_t step() const { return step_; }
   model::Model& model() { return *model_; }
-  const AdamW& optimizer() const { return *adamw_; }
+  // The optimizer (not under expert parallelism, whose optimizer is in pieces).
+  const AdamW& optimizer() const {
+    TS_ASSERT(adamw_ != nullptr);
+    return *adamw_;
+  }
+  // Under expert parallelism, its state (null otherwise).
+  const dist::ExpertParallel* expert_parallel() const { return ep_.get(); }
   const data::LoaderState loader_state() const { return loader_->state(); }
   const MetricsLog& metrics() const { return metrics_; }
   // Telemetry summed over this process's telemetry steps.
@@ -148,7 +170,8 @@ class Trainer {
   const dist::Comm& comm_;
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<dist::DataParallel> dp_;
-  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<AdamW> adamw_;          // null under expert parallelism
+  std::unique_ptr<dist::ExpertParallel> ep_;  // after model_: released before the model
   std::unique_ptr<data::WindowLoader> loader_;
   LrSchedule lr_;
   StepSwitch lambda_, gamma_;
