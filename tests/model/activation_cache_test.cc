@@ -80,16 +80,21 @@ TrainRun run(const std::string& spec, Recompute policy, int steps, int experts_p
 int64_t fp8_copy(int64_t rows, int64_t in) { return rows * in + (rows + 127) / 128 * in * 4; }
 
 // What activation_cache fp8 saves under `none` (swiglu_cache fp32, K = E so every expert has
-// all n rows): per block the FP32 h1, c_q, c_kv (and for a dense FFN h2 and a; for MoE the
-// experts' and shared experts' a) go, and their Linears' FP8 copies come; in the MTP module
-// the concatenation goes and eh_proj's copy comes.
+// all n rows): per block the FP32 h1 goes and q_a's and kv_a's FP8 copies of it come; since
+// the up-projections then cache low-precision inputs, MLA recomputes c_q, c_kv, their rstd
+// and q, kv instead of keeping them (Model::set_norm_up_recompute: neither FP32 c_q, c_kv nor
+// copies of them), and a MoE layer recomputes h2; a dense FFN's h2 and a go for gate's, up's
+// and down's copies; for MoE the experts' and shared experts' a go for the down copies. In
+// the MTP module the concatenation goes and eh_proj's copy comes.
 int64_t expected_saving(const ModelConfig& c) {
   const int64_t D = c.hidden_size, dq = c.q_lora_rank, dc = c.kv_lora_rank, F = c.intermediate_size;
   const int64_t Fe = c.moe_intermediate_size, Es = c.n_shared_experts, E = c.n_routed_experts;
+  const int64_t H = c.num_attention_heads, dqk = c.qk_nope_head_dim + c.qk_rope_head_dim,
+                dkv = c.qk_nope_head_dim + c.v_head_dim;
   const auto block = [&](int64_t n, bool moe) {
-    int64_t s = 4 * n * (D + dq + dc) - 2 * fp8_copy(n, D) - fp8_copy(n, dq) - fp8_copy(n, dc);
+    int64_t s = 4 * n * (D + dq + dc) - 2 * fp8_copy(n, D) + 4 * n * (H * (dqk + dkv) + 2);
     if (moe)
-      s += 4 * n * E * Fe - E * fp8_copy(n, Fe) + 4 * n * Fe * Es - fp8_copy(n, Fe * Es);
+      s += 4 * n * D + 4 * n * E * Fe - E * fp8_copy(n, Fe) + 4 * n * Fe * Es - fp8_copy(n, Fe * Es);
     else
       s += 4 * n * (D + F) - 2 * fp8_copy(n, D) - fp8_copy(n, F);
     return s;

@@ -49,7 +49,9 @@ Golden run(const std::string& recipe, int experts_per_token, Recompute policy) {
   Model m(config_from_json(j));
   prepare(m, 5);
   m.set_recompute(policy);
-  m.set_head_chunk_rows(64);  // N = 192 and B·(T−1) = 189 rows: 3 chunks each, the last partial
+  // The default head: streamed in 128-row promotion groups (N = 192 and B·(T−1) = 189 rows:
+  // two chunks each, the last partial); memory_layout_test compares it with the others.
+  m.set_head_chunk_rows(0);
   Registry& r = m.registry();
   train::AdamWConfig ac;
   if (m.config().precision.optimizer_moments == StoreFormat::kBf16) ac.moments = train::MomentPrecision::kBf16;

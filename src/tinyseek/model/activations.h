@@ -58,7 +58,24 @@ class ActivationArena {
   // FFN's and MoE's intermediates (a layer has one or the other), and the MTP module's
   // inputs, which are dead before its block runs forward and gathered again only after the
   // block's backward.
-  static size_t storage(ActKey k) {
+  //
+  // With set_share_attention(true) also MLA's transients (q, kv, c_q, c_kv and their rstd)
+  // and the block's h1 take the FFN/MoE buffers: MLA forward is done with them before the
+  // FFN runs, and MLA backward (after the FFN's) recomputes them first. Only when backward
+  // recomputes them, i.e. not under `full`, whose re-run forward leaves them for MLA backward
+  // after the FFN's backward (Model::run sets it per step).
+  void set_share_attention(bool on) { share_attention_ = on; }
+  size_t storage(ActKey k) const {
+    if (share_attention_) switch (k) {
+        case ActKey::kQ: return static_cast<size_t>(ActKey::kXe);
+        case ActKey::kKv: return static_cast<size_t>(ActKey::kYe);
+        case ActKey::kCq: return static_cast<size_t>(ActKey::kGe);
+        case ActKey::kCkv: return static_cast<size_t>(ActKey::kUe);
+        case ActKey::kH1: return static_cast<size_t>(ActKey::kAe);
+        case ActKey::kRstdQ: return static_cast<size_t>(ActKey::kSharedG);
+        case ActKey::kRstdKv: return static_cast<size_t>(ActKey::kSharedU);
+        default: break;
+      }
     switch (k) {
       case ActKey::kFfnG: return static_cast<size_t>(ActKey::kGe);
       case ActKey::kFfnU: return static_cast<size_t>(ActKey::kUe);
@@ -76,6 +93,7 @@ class ActivationArena {
   std::array<AlignedBuffer<float>, kKeys> buffers_;
   std::array<AlignedBuffer<uint16_t>, kKeys> halves_;
   std::array<numerics::QTensor, kKeys> quantized_;
+  bool share_attention_ = false;
 };
 
 // One intermediate activation of one module.

@@ -31,13 +31,18 @@ double Block::forward(const Registry& r, const ActContext& ctx, float* out, cons
   // instead to its Linears' own copies.
   h1_dropped_ = ctx.keep.normed && attn_.can_drop_input(ctx.keep);
   h2_dropped_ = ctx.keep.normed && dense_ && dense_->can_drop_input();
+  // A MoE layer's h2 has an FP32 reader (the router's Wgrad, the expert gather), so no Linear
+  // copy replaces it; where MLA recomputes its latent norms under `none` (low-precision
+  // Linear caches: Mla::keep_policy), it is recomputed from mid likewise (one RMSNorm, the
+  // same bits) instead of kept: [N, D] FP32 per MoE layer.
+  h2_renorm_ = ctx.keep.normed && moe_ && !attn_.keep_policy(ctx.keep).normed;
   const float* h1 = norm(r, ctx, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm, h1_dropped_);
   float* mid = mid_.place(nd, ctx.keep.other, ctx.arena, ActKey::kMid);
   copy_floats(mid, x, nd);
   attn_.forward(r, ctx, mid, h1, B, T, rope, h1_dropped_);  // mid = x + attention
 
-  const float* h2 =
-      norm(r, ctx, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid, ids_.post_attention_layernorm, h2_dropped_);
+  const float* h2 = norm(r, ctx, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid, ids_.post_attention_layernorm,
+                         h2_dropped_ || h2_renorm_);
   copy_floats(out, mid, nd);
   if (moe_) return moe_->forward(r, ctx, out, h2, B, T);  // out = mid + MoE
   dense_->forward(r, ctx, out, h2, B * T, h2_dropped_);    // out = mid + FFN
@@ -59,7 +64,8 @@ void Block::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d
   }
   const bool renorm = !c.fresh && !ctx.keep.normed;  // selective: norm outputs were dropped
   // FFN branch: d (= ∂L/∂out) reaches mid directly and through norm_post ∘ FFN.
-  if (renorm) norm(r, c, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid_.data(), ids_.post_attention_layernorm);
+  if (renorm || (h2_renorm_ && !c.fresh))
+    norm(r, c, h2_, rstd2_, ActKey::kH2, ActKey::kRstd2, mid_.data(), ids_.post_attention_layernorm, h2_renorm_);
   float* d_h2 = ws.zeroed(Slot::kDNormOut, nd);
   const float* h2 = h2_dropped_ ? nullptr : h2_.data();
   if (moe_)

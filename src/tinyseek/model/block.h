@@ -33,6 +33,8 @@ class Block {
                 const ops::RopeTable<float>& rope, double balance_coef);
 
   int64_t layer() const { return ids_.layer; }
+  // Model::set_norm_up_recompute for this block (MLA's, and h2 of a MoE layer, which follows MLA's choice).
+  void set_norm_up_recompute(bool on) { attn_.set_up_recompute(on); }
   bool is_moe() const { return moe_.has_value(); }
   const Moe* moe() const { return moe_ ? &*moe_ : nullptr; }
   int64_t saved_bytes() const;
@@ -58,6 +60,7 @@ class Block {
   // MoE's router (FP32), shared experts and expert gather. Under `none` each goes when all
   // its Linears keep their own BF16/FP8 copies (h2 of a MoE layer never: the router).
   bool h1_dropped_ = false, h2_dropped_ = false;
+  bool h2_renorm_ = false;  // h2 transient under `none`, recomputed in backward (Block::forward)
   Act h1_, rstd1_;   // input_layernorm output [N, D], rstd [N]             normed
   Act mid_;          // x + attention [N, D]                                 other
   Act h2_, rstd2_;   // post_attention_layernorm output [N, D], rstd [N]    normed

@@ -49,6 +49,16 @@ bool Model::head_chunkable(bool backward) const {
          ops::accepts_bf16_dy(lm_head_.precision, *lm_head_.state);
 }
 
+int64_t Model::head_stream_rows() const {
+  // Streaming splits Wgrad's K (the tokens) between calls; that keeps the bits only with
+  // exact FP32 accumulation and calls of exactly one promotion group G (gemm.h: per group
+  // P = Σ a·b from +0, then acc + P, then C = acc + β·C; with BF16 operands G = promote_every).
+  if (head_chunk_rows_ != 0 || lm_head_.precision.accumulation != gemm::Accumulation::kFp32) return 0;
+  if (gemm::is_fp8(lm_head_.precision.wgrad_dy) || gemm::is_fp8(lm_head_.precision.wgrad_x)) return 0;
+  // Groups of fewer rows would make the head GEMMs too small to run well.
+  return lm_head_.precision.promote_every >= 64 ? lm_head_.precision.promote_every : 0;
+}
+
 double Model::head_chunked(int norm_id, const float* h, const ops::Index* targets, int64_t n, double dloss,
                            float* dh) {
   const ModelConfig& c = config();
@@ -56,14 +66,27 @@ double Model::head_chunked(int norm_id, const float* h, const ops::Index* target
   if (head_normed_.size() < static_cast<size_t>(n * D)) head_normed_.resize(static_cast<size_t>(n * D));
   if (head_rstd_.size() < static_cast<size_t>(n)) head_rstd_.resize(static_cast<size_t>(n));
   if (head_lse_.size() < static_cast<size_t>(n)) head_lse_.resize(static_cast<size_t>(n));
-  if (head_dlogits_bf16_.size() < static_cast<size_t>(n * V)) head_dlogits_bf16_.resize(static_cast<size_t>(n * V));
+  // Streamed (the default): each chunk of G rows runs its Dgrad and Wgrad right away, so no
+  // [n, V] gradient is ever held: Dgrad is row by row; the chunks' Wgrads sum into a zeroed
+  // [V, D] FP32 buffer P_1 + P_2 + ... in row order, which is the GEMM's own accumulator of
+  // the one-call Wgrad (one promotion group per chunk), then dW += it as the one call's
+  // epilogue does (C = acc + C): the same bits. Else (set_head_chunk_rows > 0, or an
+  // accumulation that this does not hold for) the BF16 gradient [n, V] is filled chunk by
+  // chunk and Dgrad and Wgrad run once over it.
+  const int64_t stream = head_stream_rows();
   // ~8 MiB of FP32 logits per chunk: small next to the [n, V] BF16 gradient, large enough
   // that the head GEMM keeps its efficiency.
-  const int64_t chunk = head_chunk_rows_ > 0 ? head_chunk_rows_ : std::max<int64_t>(64, (int64_t{2} << 20) / V);
+  const int64_t chunk = stream > 0 ? stream
+                        : head_chunk_rows_ > 0 ? head_chunk_rows_
+                                               : std::max<int64_t>(64, (int64_t{2} << 20) / V);
   const int64_t rows_max = std::min(chunk, n);
+  const size_t dl_size = static_cast<size_t>((stream > 0 ? rows_max : n) * V);
+  if (head_dlogits_bf16_.size() < dl_size) head_dlogits_bf16_.resize(dl_size);
   if (logits_[0].size() < static_cast<size_t>(rows_max * V)) logits_[0].resize(static_cast<size_t>(rows_max * V));
   float* logits = logits_[0].data();
   ops::rmsnorm_forward(head_normed_.data(), head_rstd_.data(), h, reg_.param(norm_id), n, D, c.rms_norm_eps);
+  float* d_normed = ws_.zeroed(Slot::kDNormOut, static_cast<size_t>(n * D));
+  float* dw = stream > 0 ? ws_.zeroed(Slot::kDHeadW, static_cast<size_t>(V * D)) : nullptr;
   const int64_t n_valid_total = ops::count_valid_targets(targets, n);
   double total = 0.0;
   int64_t n_valid = 0;
@@ -75,12 +98,23 @@ double Model::head_chunked(int norm_id, const float* h, const ops::Index* target
     ops::cross_entropy_forward_rows(head_lse_.data() + r0, logits, targets + r0, rows, V, total, n_valid);
     ops::cross_entropy_backward_rows(logits, dloss, n_valid_total, logits, head_lse_.data() + r0, targets + r0, rows,
                                      V);
-    ops::bf16_encode_parallel(head_dlogits_bf16_.data() + r0 * V, logits, static_cast<size_t>(rows * V));
+    uint16_t* dl = head_dlogits_bf16_.data() + (stream > 0 ? 0 : r0 * V);
+    ops::bf16_encode_parallel(dl, logits, static_cast<size_t>(rows * V));
+    if (stream > 0)
+      ops::linear_backward_bf16_dy(d_normed + r0 * D, dw, dl, head_normed_.data() + r0 * D,
+                                   reg_.param(lm_head_.weight), reg_.params_version(), rows, D, V,
+                                   lm_head_.call_precision(false), *lm_head_.state);
   }
-  float* d_normed = ws_.zeroed(Slot::kDNormOut, static_cast<size_t>(n * D));
-  ops::linear_backward_bf16_dy(d_normed, reg_.grad(lm_head_.weight), head_dlogits_bf16_.data(), head_normed_.data(),
-                               reg_.param(lm_head_.weight), reg_.params_version(), n, D, V,
-                               lm_head_.call_precision(false), *lm_head_.state);
+  if (stream > 0) {
+    float* grad = reg_.grad(lm_head_.weight);
+    const int64_t nw = V * D;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nw; ++i) grad[i] += dw[i];
+  } else {
+    ops::linear_backward_bf16_dy(d_normed, reg_.grad(lm_head_.weight), head_dlogits_bf16_.data(),
+                                 head_normed_.data(), reg_.param(lm_head_.weight), reg_.params_version(), n, D, V,
+                                 lm_head_.call_precision(false), *lm_head_.state);
+  }
   ops::rmsnorm_backward(dh, reg_.grad(norm_id), d_normed, h, reg_.param(norm_id), head_rstd_.data(), n, D);
   return n_valid ? total / static_cast<double>(n_valid) : 0.0;
 }
@@ -112,6 +146,7 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
 
   // Forward only keeps nothing for backward (every intermediate transient).
   const ActContext ctx{KeepPolicy::of(backward ? recompute_ : Recompute::kFull), arena_};
+  arena_.set_share_attention(backward && recompute_ != Recompute::kFull);
 
   // Forward through the main blocks.
   ops::embedding_forward(resid_[0].data(), inputs_.data(), reg_.param(reg_.ids().embed_tokens), N, D, V);
@@ -170,6 +205,11 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
 }
 
 void Model::set_recompute(Recompute policy) { recompute_ = policy; }
+
+void Model::set_norm_up_recompute(bool on) {
+  for (Block& b : blocks_) b.set_norm_up_recompute(on);
+  for (MtpModule& m : mtp_) m.block().set_norm_up_recompute(on);
+}
 
 Losses Model::forward_backward(const ops::Index* tokens, int64_t B, int64_t T) {
   // Training from now on: the Linears may keep their weight copies in scratch only.

@@ -42,6 +42,14 @@ class Model {
   // before forward_backward (the trainer reads the `recompute` key of the run config).
   void set_recompute(Recompute policy);
   Recompute recompute() const { return recompute_; }
+  // Under `none`, with Linears that cache low-precision copies of their inputs (bf16 / fp8
+  // activation cache), whether backward recomputes what is cheap to recompute and is not
+  // replaced by those copies (DeepSeek-V3 §3.2.3, "Recomputation of RMSNorm and MLA
+  // Up-Projection"): MLA's q, kv and latent norms (Mla::keep_policy) and a MoE layer's h2
+  // (Block::forward). The same bits; on `base` 14 MiB less per layer and 4 MiB per MoE
+  // layer for about 2% more GEMM work. Default true; false keeps them (the layout before
+  // 2026-12-08, for tests and measurements). No effect on FP32 Linears or other policies.
+  void set_norm_up_recompute(bool on);
 
   // tokens [B, T+1] (int32): inputs tokens[:, 0:T], targets tokens[:, 1:T+1]; MTP depth k
   // uses tokens[:, k:T−k+k] and predicts tokens[:, k+1:]. Requires Dmtp < T <=
@@ -75,8 +83,11 @@ class Model {
   int64_t head_bytes() const;
   // Rows of logits the output head computes at a time in forward_backward when its dY is
   // BF16 (bf16 and fp8 recipes, telemetry off): logits and their FP32 gradient exist for one
-  // chunk only, the BF16 gradient [N, V] that Dgrad and Wgrad read is filled chunk by chunk
-  // (the same bits as the whole batch at once). 0 (default): about 8 MiB of FP32 logits;
+  // chunk only (the same bits as the whole batch at once). 0 (default): streamed, chunks of
+  // one promotion group (promote_every rows) each running its own Dgrad and Wgrad (the
+  // Wgrads summed in a [V, D] workspace slot), so no [N, V] buffer exists (from 2026-12-08;
+  // FP32 accumulation only, else as > 0 with ~8 MiB chunks); > 0: chunks of that many rows
+  // filling a BF16 gradient [N, V] that Dgrad and Wgrad then read at once (2026-11-23);
   // -1: never chunk (all [N, V] FP32 logits at once, the layout before 2026-11-23).
   void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
 
@@ -104,6 +115,8 @@ class Model {
   // head() in row chunks (set_head_chunk_rows); the same contract.
   double head_chunked(int norm_id, const float* h, const ops::Index* targets, int64_t n, double dloss, float* dh);
   bool head_chunkable(bool backward) const;
+  // Rows per streamed chunk of head_chunked (one promotion group), 0 when not streamed.
+  int64_t head_stream_rows() const;
   const Block* block_of_layer(int64_t layer) const;
 
   Registry reg_;
@@ -119,7 +132,7 @@ class Model {
   std::vector<AlignedBuffer<float>> d_hidden_;   // Dmtp+1 gradients ∂L/∂h^k [B·(T−k), D]
   std::vector<AlignedBuffer<float>> logits_;     // forward(): per head; forward_backward: [0] scratch
   AlignedBuffer<float> head_normed_, head_rstd_, head_lse_;  // [n, D], [n], [n] head temporaries
-  AlignedBuffer<uint16_t> head_dlogits_bf16_;               // [n, V] chunked head: BF16 ∂L/∂logits
+  AlignedBuffer<uint16_t> head_dlogits_bf16_;               // [n or chunk, V] chunked head: BF16 ∂L/∂logits
   int64_t head_chunk_rows_ = 0;
 };
 

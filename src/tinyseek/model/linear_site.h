@@ -144,6 +144,7 @@ enum class Slot : int {
   kDMtpConcat,   // [N, 2D]
   kDMtpPart,     // [N, D]
   kDMtpNormIn,   // [N, D]
+  kDHeadW,       // [V, D]  the streamed output head's Wgrad of one head call (Model::head_chunked)
   kCount
 };
 
@@ -163,10 +164,11 @@ class Workspace {
   }
   // Slots never live at the same time share one buffer: MLA backward runs after the FFN's
   // (Block::backward) and the MTP module's own gradients after its block's, so their slots
-  // reuse the FFN/MoE slots, each on a different one.
+  // reuse the FFN/MoE slots, each on a different one. The output heads run before any
+  // layer's backward (the loss ends the forward), so the head's Wgrad takes the largest.
   static size_t storage(Slot s) {
     switch (s) {
-      case Slot::kDAttnO: case Slot::kDMtpConcat: return static_cast<size_t>(Slot::kDExpertOut);
+      case Slot::kDAttnO: case Slot::kDMtpConcat: case Slot::kDHeadW: return static_cast<size_t>(Slot::kDExpertOut);
       case Slot::kDQ: case Slot::kDMtpPart: return static_cast<size_t>(Slot::kDExpertIn);
       case Slot::kDKv: case Slot::kDMtpNormIn: return static_cast<size_t>(Slot::kDAct);
       case Slot::kDKvA: return static_cast<size_t>(Slot::kDGate);

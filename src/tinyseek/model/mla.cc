@@ -27,8 +27,22 @@ Mla::Mla(const Registry& r, const MlaIds& ids) : ids_(ids) {
   o_proj_ = LinearSite(r, ids.o_proj);
 }
 
+KeepPolicy Mla::keep_policy(const KeepPolicy& k) const {
+  KeepPolicy m = k;
+  // Linears keep copies only while telemetry is off (can_drop_input), so this is decided per
+  // forward; backward runs with what forward decided (keep_).
+  if (up_recompute_ && dq_ > 0 && k.normed && k.upproj && q_b_proj_.can_drop_input() &&
+      kv_b_proj_.can_drop_input()) {
+    m.normed = false;
+    m.upproj = false;
+  }
+  return m;
+}
+
 bool Mla::can_drop_input(const KeepPolicy& k) const {
-  if (!k.normed || !k.upproj) return false;  // backward recomputes q (from x when dq = 0)
+  // selective / full: backward recomputes q (from x when dq = 0), so the block keeps or
+  // recomputes x. keep_policy's recomputation under `none` starts from c_q_raw (dq > 0).
+  if (!k.normed || !k.upproj) return false;
   return dq_ > 0 ? all_can_drop_input({&q_a_proj_, &kv_a_proj_}) : all_can_drop_input({&q_proj_, &kv_a_proj_});
 }
 
@@ -65,8 +79,11 @@ void Mla::forward(const Registry& r, const ActContext& ctx, float* y, const floa
   T_ = T;
   const int64_t N = B * T, dkva = dc_ + dr_;
   const auto n = [&](int64_t w) { return static_cast<size_t>(N * w); };
-  const KeepPolicy& k = ctx.keep;
-  TS_ASSERT(!x_dropped || can_drop_input(k));
+  TS_ASSERT(!x_dropped || can_drop_input(ctx.keep));
+  keep_ = keep_policy(ctx.keep);
+  ActContext mctx = ctx;
+  mctx.keep = keep_;
+  const KeepPolicy& k = keep_;
   x_dropped_ = x_dropped;
   // c_q / c_kv are needed in backward only by q_b / kv_b Wgrad and, when the policy drops
   // q / kv, by their recompute.
@@ -76,23 +93,23 @@ void Mla::forward(const Registry& r, const ActContext& ctx, float* y, const floa
   // q_a_proj quantizes x once for itself and kv_a_proj (ops::InputShare; q_b_proj in
   // between shares nothing). Without q_a_proj (dq = 0) each quantizes its own copy.
   if (dq_ > 0)
-    q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, ctx.arena, ActKey::kCqRaw), x, N,
-                      {.x_dropped = x_dropped, .repeat = ctx.repeat, .share = ops::InputShare::kPublish});
-  query(r, ctx, x, rope);
+    q_a_proj_.forward(r, cq_raw_.place(n(dq_), k.other, mctx.arena, ActKey::kCqRaw), x, N,
+                      {.x_dropped = x_dropped, .repeat = mctx.repeat, .share = ops::InputShare::kPublish});
+  query(r, mctx, x, rope);
 
-  float* kv_a = kv_a_out_.place(n(dkva), k.other, ctx.arena, ActKey::kKvA);
+  float* kv_a = kv_a_out_.place(n(dkva), k.other, mctx.arena, ActKey::kKvA);
   kv_a_proj_.forward(r, kv_a, x, N,
-                     {.x_dropped = x_dropped, .repeat = ctx.repeat,
+                     {.x_dropped = x_dropped, .repeat = mctx.repeat,
                       .share = dq_ > 0 ? ops::InputShare::kReuse : ops::InputShare::kNone});
-  float* k_pe = k_pe_.place(n(dr_), k.other, ctx.arena, ActKey::kKpe);
+  float* k_pe = k_pe_.place(n(dr_), k.other, mctx.arena, ActKey::kKpe);
   ops::rope_forward(k_pe, kv_a + dc_, rope, N, 1, T, 0, dr_, dkva);
-  key_value(r, ctx);
+  key_value(r, mctx);
 
-  float* o = o_out_.place(n(H_ * dv_), k.other, ctx.arena, ActKey::kO);
-  float* lse = lse_.place(n(H_), k.other, ctx.arena, ActKey::kLse);
+  float* o = o_out_.place(n(H_ * dv_), k.other, mctx.arena, ActKey::kO);
+  float* lse = lse_.place(n(H_), k.other, mctx.arena, ActKey::kLse);
   ops::attention_forward(o, lse, q_.data(), kv_.data(), k_pe, B, T, H_, dn_, dr_, dv_);
   // o is kept for attention backward, so o_proj never needs a copy of its own.
-  o_proj_.forward(r, y, o, N, {.accumulate = true, .repeat = ctx.repeat});
+  o_proj_.forward(r, y, o, N, {.accumulate = true, .repeat = mctx.repeat});
 }
 
 void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
@@ -100,8 +117,9 @@ void Mla::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   const int64_t N = B_ * T_, dqk = dn_ + dr_, dkva = dc_ + dr_;
   const auto n = [&](int64_t w) { return static_cast<size_t>(N * w); };
   // Selective recomputation: the same kernels on the same saved inputs give the same bits.
-  if (!ctx.fresh && !(ctx.keep.normed && ctx.keep.upproj)) {
+  if (!ctx.fresh && !(keep_.normed && keep_.upproj)) {
     ActContext again = ctx;
+    again.keep = keep_;
     again.repeat = true;
     query(r, again, x, rope);
     key_value(r, again);

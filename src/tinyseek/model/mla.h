@@ -23,8 +23,18 @@ class Mla {
 
   // Whether the caller may drop x after a forward under policy k: every Linear reading x
   // (q_a_proj or q_proj, kv_a_proj) can keep its own BF16/FP8 copy, and backward will not
-  // recompute the query from x (k keeps q and the latent norms).
+  // recompute the query from x (k keeps q and the latent norms, or the query starts from
+  // c_q_raw: dq > 0).
   bool can_drop_input(const KeepPolicy& k) const;
+  // What this module keeps under the model's policy k. Under `none`, when both
+  // up-projections (q_b_proj, kv_b_proj) would keep low-precision copies of their inputs
+  // (bf16 / fp8 activation cache), the module keeps neither the up-projection outputs q, kv
+  // (FP32 [N, H(dn+dr)] + [N, H(dn+dv)]: 14 of its 21 MiB per layer on `base`) nor c_q, c_kv
+  // and recomputes them in backward from c_q_raw and kv_a, as `selective` does (DeepSeek-V3
+  // §3.2.3 recomputes RMSNorm and the MLA up-projections): the same bits, about 2% more
+  // GEMM work. set_up_recompute(false) keeps them (the layout before 2026-12-08).
+  KeepPolicy keep_policy(const KeepPolicy& k) const;
+  void set_up_recompute(bool on) { up_recompute_ = on; }
   // y [N, D] += MLA(x); x [N, D] is the normalised block input, N = B·T (T = this block's
   // sequence length: positions 0..T-1 for RoPE). Keeps what backward needs per ctx.keep.
   // x_dropped: the caller drops x after forward (needs can_drop_input(); only where
@@ -50,6 +60,8 @@ class Mla {
   double eps_;
   LinearSite q_a_proj_, q_b_proj_, q_proj_, kv_a_proj_, kv_b_proj_, o_proj_;
   int64_t B_ = 0, T_ = 0;
+  bool up_recompute_ = true;
+  KeepPolicy keep_;  // keep_policy() of the last forward's policy
   // What the last forward dropped because its Linear keeps a BF16/FP8 copy instead
   // (LinearSite::can_drop_input): the block input x (q_a/q_proj, kv_a), c_q (q_b), c_kv (kv_b).
   bool x_dropped_ = false, cq_dropped_ = false, ckv_dropped_ = false;

@@ -33,6 +33,7 @@ class MtpModule {
                 const ops::RopeTable<float>& rope, double balance_coef);
 
   const Block& block() const { return block_; }
+  Block& block() { return block_; }
   // Bytes this module keeps besides its block (norm statistics, concatenation, h'^k, h^k).
   int64_t saved_bytes() const {
     return static_cast<int64_t>(sizeof(float)) *
