@@ -41,9 +41,11 @@
 //                            (FP8 codes are widened to BF16 while packing: exact)
 //     avx512 FP32   8 x 32   FP32 (vfmadd231ps), used when either operand is F32
 //     portable      4 x 8    FP32 (plain C++; FP8/BF16 decoded exactly to FP32)
-//   Blocking (Zen 5: 48 KiB L1d, 1 MiB L2 per core): kc = the whole promotion groups that
-//   fit in 256 k-steps (512 k for BF16 pairs, 256 for FP32: a 32 KiB B micro-panel in L1),
-//   A blocks of <= 128 rows (a 128 KiB A block in L2), tasks of <= 1024 columns.
+//   Blocking: derived at run time from the L1d and L2 sizes the OS reports
+//   (derive_block_limits in gemm_blocked.h; TINYSEEK_GEMM_BLOCKS overrides it). Zen 4 (32 KiB
+//   L1d, 1 MiB L2): kc 160 k-steps (256 when K fits), A blocks of <= 128 rows, tasks of <= 512
+//   columns when K spans several kc blocks; Zen 5 (48 KiB L1d): kc 256. Block sizes change
+//   speed only, never bits (running sums between kc blocks; tests/gemm/gemm_block_plan_test).
 //   pack_b of an FP8 B with GemmOptions::compact_fp8 keeps the FP8 codes in the BF16-pair
 //   panel order (byte pairs); the driver widens a panel's kc block into a per-thread buffer
 //   before its MR panels run (a byte-to-word lookup per element, exact).

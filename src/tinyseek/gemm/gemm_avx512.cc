@@ -6,6 +6,11 @@
 // independent accumulators saturate it (12 reach 92%); 8 x 32 needs 2 B loads and 8
 // broadcasts per step (1.25 loads per cycle) and leaves 16 registers free, and its B panel
 // of 256 k-steps is 32 KiB (L1 is 48 KiB). 6 x 64, 8 x 48 and 12 x 32 measured no faster.
+// Zen 4 runs each 512-bit vdpbf16ps as two 256-bit halves, one per cycle per core (the
+// measured 467 GFLOP/s on 2 cores): 16 independent accumulators cover its latency and 10
+// loads per 16 dots stay under one per cycle, so the tile is kept (single-thread CPU time
+// at 1024^3 is 0.93-0.97 of oneDNN's); its 32 KiB L1d is met by the block sizes instead
+// (Kernel::limits).
 // Layouts and the driver: gemm_blocked.h. Only called after simd_path() / the backend
 // check said the CPU has AVX-512 with BF16.
 #include <immintrin.h>
@@ -621,11 +626,15 @@ struct Kernel {
       pack_b_rows(dst, src, kl, B.op_cols(), j);
     }
   }
-  // k-steps per kc block: a 32 KiB B micro-panel (256 steps x 32 units x 4 bytes) stays in
-  // the 48 KiB L1 while 8 KiB A panels stream past it; mc rows of A (128 KiB) stay in the
-  // 1 MiB L2. Measured on 1024^3 (1 thread, vs oneDNN BF16 in the same run): kc 128 or
-  // 192, mc 64 or 256, nc 256 were each 2-7% slower.
-  static constexpr int64_t kc_steps = 256, mc_max = 128, nc_max = 1024;
+  // Block limits from this CPU's L1d / L2 (derive_block_limits, gemm_blocked.h), computed
+  // once. Zen 5 (48 KiB L1d, 1 MiB L2): kc 256 steps (a 32 KiB B micro-panel while 8 KiB A
+  // panels stream past it), mc 128, as tuned there on 1024^3 (kc 128 or 192, mc 64 or 256,
+  // nc 256 were each 2-7% slower). Zen 4 (32 KiB L1d): kc 160 unless K fits in 256 steps.
+  // Unknown caches: the Zen 5 values.
+  static BlockLimits limits() {
+    static const BlockLimits derived = derive_block_limits(detected_cache_sizes(), MR, NR, {256, 128, 1024, 256, 0});
+    return derived;
+  }
   static void pack_a(uint32_t* dst, const Matrix& A, int64_t m0, int64_t rows, int64_t g0, int64_t ng,
                      const KLayout& kl, int64_t S) {
     pack_a_block(dst, A, m0, rows, g0, ng, kl, S);

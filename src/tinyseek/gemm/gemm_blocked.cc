@@ -2,8 +2,12 @@
 // and dispatch to the portable or AVX-512 kernels. See gemm_blocked.h for the layouts.
 #include "tinyseek/gemm/gemm_blocked.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "tinyseek/base/check.h"
@@ -238,7 +242,86 @@ BlockPlan plan_per_task(int64_t M, int64_t N, int64_t K, int mr, int nr, int64_t
   return best;
 }
 
+BlockLimits g_block_override;
+
+int64_t round_down(int64_t v, int64_t unit) { return std::max(unit, v / unit * unit); }
+
 }  // namespace
+
+BlockLimits parse_block_limits(const char* text) {
+  BlockLimits b;
+  if (!text || !*text) return b;
+  const std::string s = text;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    const size_t end = std::min(s.find(',', pos), s.size());
+    const std::string item = s.substr(pos, end - pos);
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq == std::string::npos ? item.size() : eq);
+    char* stop = nullptr;
+    const long long v = eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &stop, 10);
+    TS_CHECK(eq != std::string::npos && stop && *stop == '\0' && v > 0 && v <= (1 << 20) &&
+                 (key == "kc" || key == "mc" || key == "nc"),
+             "TINYSEEK_GEMM_BLOCKS='" << s << "': bad item '" << item << "'",
+             "use kc=<k-steps>,mc=<rows>,nc=<columns> (any subset, positive integers), e.g. kc=128,mc=256");
+    (key == "kc" ? b.kc_steps : key == "mc" ? b.mc_max : b.nc_max) = v;
+    pos = end + 1;
+  }
+  return b;
+}
+
+CacheSizes detected_cache_sizes() {
+  static const CacheSizes c = [] {
+    CacheSizes r;
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+    r.l1d = std::max<long>(0, sysconf(_SC_LEVEL1_DCACHE_SIZE));
+    r.l2 = std::max<long>(0, sysconf(_SC_LEVEL2_CACHE_SIZE));
+#endif
+    return r;
+  }();
+  return c;
+}
+
+BlockLimits derive_block_limits(const CacheSizes& caches, int mr, int nr, const BlockLimits& fallback) {
+  BlockLimits b = fallback;
+  const int64_t step_bytes = int64_t{4} * nr;  // one k-step of a B micro-panel
+  if (caches.l1d > 0) {
+    b.kc_one = std::clamp<int64_t>(round_down(caches.l1d / step_bytes, 32), 64, 512);
+    b.kc_steps = std::clamp<int64_t>(round_down(caches.l1d * 2 / 3 / step_bytes, 32), 64, 512);
+  }
+  if (caches.l2 > 0) {
+    b.mc_max = std::clamp<int64_t>(round_down(caches.l2 / 8 / (4 * 256), mr), mr, 512);
+    b.acc_bytes = caches.l2 / 4;
+  }
+  return b;
+}
+
+BlockLimits effective_block_limits(const BlockLimits& kernel) {
+  static const BlockLimits env = parse_block_limits(std::getenv("TINYSEEK_GEMM_BLOCKS"));
+  BlockLimits b = kernel;
+  auto apply = [&b](const BlockLimits& o) {
+    if (o.kc_steps > 0) b.kc_steps = b.kc_one = o.kc_steps;
+    if (o.mc_max > 0) b.mc_max = o.mc_max;
+    if (o.nc_max > 0) b.nc_max = o.nc_max, b.acc_bytes = 0;
+    if (o.kc_one > 0) b.kc_one = o.kc_one;
+    if (o.acc_bytes > 0) b.acc_bytes = o.acc_bytes;
+  };
+  apply(env);
+  apply(g_block_override);
+  return b;
+}
+
+BlockLimits limits_for_k(const BlockLimits& lim, const KLayout& kl, int nr) {
+  BlockLimits r = lim;
+  if (kl.steps_total() <= lim.kc_one) {
+    r.kc_steps = std::max(lim.kc_steps, kl.groups * kl.steps_full);
+  } else if (lim.acc_bytes > 0) {
+    r.nc_max = std::min(lim.nc_max, round_down(lim.acc_bytes / (4 * std::max<int64_t>(lim.mc_max, 1)), nr));
+  }
+  return r;
+}
+
+BlockLimits set_block_limits_override(const BlockLimits& limits) { return std::exchange(g_block_override, limits); }
 
 BlockPlan plan_blocks(int64_t M, int64_t N, const KLayout& kl, int mr, int nr, int64_t mc_max, int64_t nc_max,
                       int64_t kc_steps, int threads, const PackCosts& costs) {

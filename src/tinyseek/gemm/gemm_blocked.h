@@ -129,6 +129,50 @@ struct BlockPlan {
 struct PackCosts {
   double a = 0, b = 0, remote_a = 0, remote_b = 0;
 };
+// The limits a block plan respects (all speed, never bits): kc blocks of <= kc_steps
+// k-steps (whole groups, at least one), except that a K of <= kc_one k-steps runs as one
+// kc block; A blocks of <= mc_max rows; tasks of <= nc_max columns, and, when K spans
+// several kc blocks, of <= acc_bytes of running sums (mc_max x nc FP32; 0: no such cap).
+// 0 in an override: keep the kernel's value.
+struct BlockLimits {
+  int64_t kc_steps = 0, mc_max = 0, nc_max = 0, kc_one = 0, acc_bytes = 0;
+};
+// One core's L1 data cache and L2 in bytes, 0 when unknown (sysconf, which glibc answers
+// from CPUID; read once).
+struct CacheSizes {
+  int64_t l1d = 0, l2 = 0;
+};
+CacheSizes detected_cache_sizes();
+// The AVX-512 kernels' limits for the caches (a 0 size keeps `fallback`'s fields), for a
+// B micro-panel of NR 32-bit units per k-step (multiples of 32 steps, in [64, 512]):
+//   kc_one     the B micro-panel fills L1 (Zen 4 256, Zen 5 384 steps): a K that fits runs
+//              as one kc block: its running sums never leave registers for memory. On Zen 4
+//              (1 MiB L2) at K = 512 one block of 256 steps beat two of 128 by 3-7%.
+//   kc_steps   otherwise the micro-panel takes 2/3 of L1, the rest for the MR A rows
+//              streaming past it, the C / running-sum tile and prefetched lines (Zen 5
+//              48 KiB: 256 steps, as tuned there; Zen 4 32 KiB: 160, i.e. 2 groups of 128
+//              BF16 pairs; at 1024^3 kc 128-160 measured 0-4% faster than 256 there).
+//   mc_max     an A block of 256 k-steps takes 1/8 of L2 (128 rows at 1 MiB).
+//   acc_bytes  1/4 of L2: the running sums (mc x nc FP32, written and re-read once per kc
+//              block) stay in L2 beside the A block and the streaming B panels; at 1 MiB
+//              nc <= 512 (2048^3 on Zen 4, 2 threads: 2-5% faster than nc 1024).
+//   nc_max     `fallback`'s (1024).
+// Measurements: bench/RESULTS.md (2026-12-08, Zen 4).
+BlockLimits derive_block_limits(const CacheSizes& caches, int mr, int nr, const BlockLimits& fallback);
+// `kernel` with the overrides applied, field by field: the environment,
+// TINYSEEK_GEMM_BLOCKS="kc=<k-steps>,mc=<rows>,nc=<columns>" (any subset; read once; for
+// experiments), then set_block_limits_override (tests). A forced kc is also kc_one (K is
+// cut at kc whatever its length); a forced nc drops the acc_bytes cap.
+BlockLimits effective_block_limits(const BlockLimits& kernel);
+// TINYSEEK_GEMM_BLOCKS' text as limits (null or empty: none); throws on a bad item.
+BlockLimits parse_block_limits(const char* text);
+// For tests: overrides the limits (0 fields keep the kernel's or the environment's);
+// returns the previous override. Not thread safe (set it between GEMM calls).
+BlockLimits set_block_limits_override(const BlockLimits& limits);
+// The limits for one K layout: kc_steps = all of K's groups when K fits in kc_one,
+// nc_max capped by acc_bytes (a multiple of nr) when K spans several kc blocks.
+BlockLimits limits_for_k(const BlockLimits& lim, const KLayout& kl, int nr);
+
 // Shared B (costs.b == 0): mc <= mc_max and nc <= nc_max (multiples of mr / nr), enough
 // tasks for `threads` and a task count that splits evenly when tasks are few; mc_sub = mc.
 // Per-task B (costs.b > 0): the task grid with the least estimated time per thread
@@ -166,7 +210,8 @@ namespace {
 
 // The templates below take a backend's Kernel, which provides:
 //   MR, NR                              the micro-tile
-//   kc_steps, mc_max, nc_max            the block plan's limits (plan_blocks)
+//   limits()                            the block plan's limits (BlockLimits; before
+//                                       effective_block_limits' overrides)
 //   pack_b_panel(dst, B, kl, j, scratch) and pack_b_scratch_units(kl): panel j of op(B) into dst
 //   pack_a(dst, A, m0, rows, g0, ng, kl, S): ceil(rows/MR) panels of an A block
 //   reads_a_directly(A, kl): whether the kernel can broadcast units straight from A's
@@ -236,8 +281,8 @@ void run_blocked(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, co
     costs.remote_a = Kernel::remote_cost_per_byte * dtype_bytes(A.dtype);
     costs.remote_b = Kernel::remote_cost_per_byte * dtype_bytes(job.src->dtype);
   }
-  const BlockPlan plan =
-      plan_blocks(M, N, kl, MR, NR, Kernel::mc_max, Kernel::nc_max, Kernel::kc_steps, threads, costs);
+  const BlockLimits lim = limits_for_k(effective_block_limits(Kernel::limits()), kl, NR);
+  const BlockPlan plan = plan_blocks(M, N, kl, MR, NR, lim.mc_max, lim.nc_max, lim.kc_steps, threads, costs);
   const int64_t mc_pad = (plan.mc_sub + MR - 1) / MR * MR, nc_pad = (plan.nc + NR - 1) / NR * NR;
   const int64_t kc_units = plan.kc_groups * kl.steps_full, steps_total = kl.steps_total();
   // Per-thread slices of the calling thread's scratch: A block, B panels (per-task

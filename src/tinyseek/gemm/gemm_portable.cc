@@ -134,7 +134,9 @@ void pack_b_panel_portable(uint32_t* dst, const Matrix& B, const KLayout& kl, in
 
 struct Kernel {
   static constexpr int MR = kMR, NR = kNR;
-  static constexpr int64_t kc_steps = 256, mc_max = 128, nc_max = 1024;
+  // Fixed limits (its B micro-panel is 32 bytes per k-step, far below any L1; the portable
+  // path's speed is not a target). Overrides (TINYSEEK_GEMM_BLOCKS, tests) still apply.
+  static BlockLimits limits() { return {256, 128, 1024, 256, 0}; }
   static int64_t pack_b_scratch_units(const KLayout&) { return 0; }
   static void pack_b_panel(uint32_t* dst, const Matrix& B, const KLayout& kl, int64_t j, uint32_t*) {
     pack_b_panel_portable(dst, B, kl, j);
