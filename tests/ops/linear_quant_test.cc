@@ -237,6 +237,116 @@ TEST(LinearQuant, EveryBinadeOfQuotientsMatchesTheOracle) {
   }
 }
 
+TEST(LinearQuant, WeightBlocksMatchTheOracleBitForBit) {
+  // quantize_blocks128 (the fp8 recipe's per-step weight quantization) against the scalar
+  // oracle: partial blocks on both axes, a short last tile row (192 rows: the column-major
+  // split), ragged columns (< 16, 16k + r), both formats, scale types and overflow modes.
+  struct Shape { int64_t rows, cols; };
+  const Shape shapes[] = {{200, 300}, {128, 128}, {1, 17}, {257, 1024}, {130, 5}, {192, 512}, {384, 129}, {512, 1536}};
+  int64_t checked = 0, total_diffs = 0;
+  for (SimdPath path : simd_paths()) {
+    const SimdGuard simd(path);
+    for (const Shape& sh : shapes)
+      for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+        for (numerics::ScaleType st : {numerics::ScaleType::Fp32, numerics::ScaleType::Pow2})
+          for (numerics::Overflow ov : {numerics::Overflow::Saturate, numerics::Overflow::NonSaturate}) {
+            const std::vector<float> x = hard_values(sh.rows, sh.cols, uint64_t(sh.rows * 17 + sh.cols));
+            QuantSpec spec;
+            spec.format = f;
+            spec.scale_type = st;
+            spec.overflow = ov;
+            spec.granularity = Granularity::Block128x128;
+            QTensor want;
+            numerics::quantize_reference(want, x.data(), sh.rows, sh.cols, sh.cols, spec);
+            for (int threads : {1, 3}) {
+              const ThreadGuard tg(threads);
+              QTensor got;
+              spec.granularity = Granularity::Tile1x128;  // ignored: the grid is always 128x128
+              quantize_blocks128(got, x.data(), sh.rows, sh.cols, spec);
+              int64_t d = 0;
+              const bool ok = same_bits(got, want, "block128x128", &d);
+              EXPECT_TRUE(ok) << to_string(path) << " [" << sh.rows << ", " << sh.cols << "] "
+                              << (f == Fp8Format::E4M3 ? "e4m3 " : "e5m2 ") << numerics::to_string(st) << " threads "
+                              << threads << ": differing codes+scales " << d;
+              total_diffs += d;
+              checked += sh.rows * sh.cols;
+            }
+          }
+  }
+  std::printf("[linear-quant] quantize_blocks128: %lld codes vs quantize_reference, differing codes+scales %lld "
+              "(SIMD paths x {1, 3} threads x e4m3/e5m2 x fp32/pow2 x saturate/non-saturate)\n",
+              (long long)checked, (long long)total_diffs);
+}
+
+TEST(LinearQuant, EveryRoundingDecisionPointMatchesTheOracle) {
+  // The encoder's decisions happen at FP8 rounding ties: for every FP8 magnitude m (normal
+  // and subnormal, both formats) the quotients at the tie between m and the next code, at
+  // m itself and at the binade edges, each moved by -3..3 FP32 ulps, both signs. Tiles hold
+  // fmax, so every scale is exactly 1 and the encoder sees these values as they are; run
+  // through all three kernels (1x128, 128x1, 128x128 blocks).
+  for (SimdPath path : simd_paths()) {
+    const SimdGuard simd(path);
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2}) {
+      const numerics::Fp8Traits t = numerics::fp8_traits(f);
+      std::vector<float> vals;
+      for (int code = 0; code <= t.max_code; ++code) {
+        const float lo = numerics::fp8_decode(uint8_t(code), f);
+        const float hi = code < t.max_code ? numerics::fp8_decode(uint8_t(code + 1), f)
+                                           : lo + (lo - numerics::fp8_decode(uint8_t(code - 1), f));
+        for (float c : {lo, lo + (hi - lo) / 2}) {  // the code and the tie above it (exact)
+          float v = c;
+          for (int k = 0; k < 3; ++k) v = std::nextafter(v, 0.0f);
+          for (int k = 0; k < 7; ++k, v = std::nextafter(v, INFINITY))
+            if (v <= t.max_finite && v >= 0.0f) vals.push_back(v);
+        }
+      }
+      const int64_t C = 128, per_row = C - 1;
+      const int64_t n = int64_t(vals.size()) * 2, R = (n + per_row - 1) / per_row;
+      std::vector<float> x(size_t(R * C), t.max_finite);  // column 0 and unused slots: fmax
+      for (int64_t k = 0; k < n; ++k) {
+        const float v = vals[size_t(k / 2)];
+        x[size_t((k / per_row) * C + 1 + k % per_row)] = k % 2 ? -v : v;
+      }
+      for (int64_t i = 0; i < R; i += 128) std::fill(x.begin() + i * C, x.begin() + i * C + C, t.max_finite);
+      QuantSpec spec;
+      spec.format = f;
+      QTensor want_r, want_c, want_b, got_r, got_c, got_b;
+      spec.granularity = Granularity::Tile1x128;
+      numerics::quantize_reference(want_r, x.data(), R, C, C, spec);
+      spec.granularity = Granularity::Tile128x1;
+      numerics::quantize_reference(want_c, x.data(), R, C, C, spec);
+      spec.granularity = Granularity::Block128x128;
+      numerics::quantize_reference(want_b, x.data(), R, C, C, spec);
+      quantize_tiles(&got_r, &got_c, x.data(), R, C, spec);
+      quantize_blocks128(got_b, x.data(), R, C, spec);
+      int64_t d1, d2, d3;
+      const bool ok = same_bits(got_r, want_r, "1x128", &d1) & same_bits(got_c, want_c, "128x1", &d2) &
+                      same_bits(got_b, want_b, "128x128", &d3);
+      std::printf("[linear-quant] %s %s: %lld values at rounding decision points, differing codes+scales %lld "
+                  "(1x128), %lld (128x1), %lld (128x128)\n", to_string(path), f == Fp8Format::E4M3 ? "e4m3" : "e5m2",
+                  (long long)n, (long long)d1, (long long)d2, (long long)d3);
+      EXPECT_TRUE(ok);
+    }
+  }
+}
+
+TEST(LinearQuant, NonFiniteWeightBlockIsRejected) {
+  for (SimdPath path : simd_paths()) {
+    const SimdGuard simd(path);
+    std::vector<float> x = hard_values(256, 256, 9);
+    x[size_t(200 * 256 + 130)] = NAN;
+    QTensor q;
+    try {
+      quantize_blocks128(q, x.data(), 256, 256, QuantSpec{});
+      ADD_FAILURE() << to_string(path) << ": NaN was quantized";
+    } catch (const Error& e) {
+      std::printf("[linear-quant] %s, weight NaN at (200, 130): %s\n", to_string(path),
+                  std::string(e.what()).substr(0, 90).c_str());
+      EXPECT_NE(std::string(e.what()).find("tile row 1, tile col 1"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(LinearQuant, ReusedScratchOfAnotherShapeGivesTheSameBits) {
   // Buffers only grow: a tensor used for a big operand, then a small one, must hold exactly
   // the small one's quantization (read through rows/cols/grid).

@@ -62,9 +62,14 @@ inline __m128i encode16_saturate_finite(__m512 y) {
   constexpr int S = 23 - M;
   const __m512i bits = _mm512_castps_si512(y);
   const __m512i mag = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(mag, S), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_add_epi32(_mm512_add_epi32(mag, _mm512_set1_epi32((1 << (S - 1)) - 1)), lsb);
-  const __m512i code_n = _mm512_sub_epi32(_mm512_srli_epi32(rounded, S), _mm512_set1_epi32((127 - t.bias) << M));
+  // Normal range, 2 ops fewer than encode16: the rebias (127 - bias) << 23 is a multiple of
+  // 2^S, so subtracting it before the shift is subtracting (127 - bias) << M after it, and
+  // for normal lanes (mag >= (128 - bias) << 23) nothing borrows; the kept LSB is added by
+  // a masked add on a bit test instead of shift + and + add.
+  constexpr int kRoundRebias = ((1 << (S - 1)) - 1) - ((127 - t.bias) << 23);
+  const __m512i half = _mm512_add_epi32(mag, _mm512_set1_epi32(kRoundRebias));
+  const __mmask16 odd = _mm512_test_epi32_mask(mag, _mm512_set1_epi32(1 << S));
+  const __m512i code_n = _mm512_srli_epi32(_mm512_mask_add_epi32(half, odd, half, _mm512_set1_epi32(1)), S);
   const uint32_t min_normal_bits = static_cast<uint32_t>(127 + t.emin) << 23;
   const __mmask16 is_sub = _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(static_cast<int>(min_normal_bits)));
   const __m512i magic = _mm512_set1_epi32((127 + t.emin - M + 23) << 23);

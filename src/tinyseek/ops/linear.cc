@@ -268,6 +268,7 @@ void quantize_operand(numerics::QTensor& q, const float* x, int64_t rows, int64_
     // The activation and gradient grids of the fp8 recipe take the fused kernel (same bits).
     if (g == Granularity::Tile1x128) quantize_tiles(&q, nullptr, x, rows, cols, spec);
     else if (g == Granularity::Tile128x1) quantize_tiles(nullptr, &q, x, rows, cols, spec);
+    else if (g == Granularity::Block128x128) quantize_blocks128(q, x, rows, cols, spec);
     else numerics::quantize(q, x, rows, cols, cols, spec);
     return;
   }

@@ -72,6 +72,24 @@ void quantize_tiles(QTensor* q1x128, QTensor* q128x1, const float* x, int64_t ro
   check_scales(q128x1);
 }
 
+void quantize_blocks128(QTensor& q, const float* x, int64_t rows, int64_t cols, const QuantSpec& spec) {
+  QuantSpec block_spec = spec;
+  block_spec.granularity = Granularity::Block128x128;
+  if (simd_path() != SimdPath::Avx512Bf16) return numerics::quantize(q, x, rows, cols, cols, block_spec);
+  TS_CHECK(rows > 0 && cols > 0 && x != nullptr,
+           "cannot quantize a [" << rows << ", " << cols << "] matrix" << (x ? "" : " (null input)"),
+           "rows and cols must both be positive");
+  (void)numerics::scale_from_amax(0.0f, spec);  // validates amax_floor before the parallel region
+  shape_qtensor(q, rows, cols, block_spec);
+  // One block (16K elements) per chunk: weights are few blocks (a 512x512 W is 16), and
+  // column-major order gives each thread whole block columns, so the rows of a short last
+  // tile row are spread evenly.
+  parallel_ranges(q.grid.count(), 1, [&](int64_t k0, int64_t k1) {
+    detail::quantize_blocks128_avx512(q, x, block_spec, k0, k1);
+  });
+  check_scales(&q);
+}
+
 void bf16_encode_parallel(uint16_t* out, const float* in, size_t n) {
   constexpr int64_t kGrain = 65536;
   if (static_cast<int64_t>(n) <= kGrain) return numerics::bf16_encode_bulk(out, in, n);

@@ -41,6 +41,15 @@ void shape_qtensor(numerics::QTensor& q, int64_t rows, int64_t cols, const numer
 void quantize_tiles(numerics::QTensor* q1x128, numerics::QTensor* q128x1, const float* x, int64_t rows, int64_t cols,
                     const numerics::QuantSpec& spec);
 
+// Quantizes W [rows, cols] (ld = cols) on the 128x128 block grid (Granularity::Block128x128,
+// the fp8 recipe's weights, once per optimizer step) with online scaling: per block one
+// amax sweep and one encode sweep while the block (<= 64 KiB) is in cache, blocks split over
+// threads in column-major order (so a short last tile row does not land on one thread).
+// The bits of numerics::quantize; spec.granularity is ignored. Portable path (no AVX-512 or
+// TINYSEEK_SIMD=portable): numerics::quantize.
+void quantize_blocks128(numerics::QTensor& q, const float* x, int64_t rows, int64_t cols,
+                        const numerics::QuantSpec& spec);
+
 // out[i] = bf16(in[i]) (RNE, NonSaturate), split over threads in fixed 64K-element chunks:
 // elementwise, so the bits never depend on the split.
 void bf16_encode_parallel(uint16_t* out, const float* in, size_t n);
@@ -52,6 +61,10 @@ namespace detail {
 // is Avx512Bf16.
 void quantize_tiles_blocks_avx512(numerics::QTensor* q1x128, numerics::QTensor* q128x1, const float* x, int64_t rows,
                                   int64_t cols, const numerics::QuantSpec& spec, int64_t b0, int64_t b1);
+// AVX-512 kernel of quantize_blocks128 for blocks [k0, k1) in column-major order
+// (k = tile col * grid_rows + tile row); q already shaped.
+void quantize_blocks128_avx512(numerics::QTensor& q, const float* x, const numerics::QuantSpec& spec, int64_t k0,
+                               int64_t k1);
 // The scale of one tile from its amax (the rule above), NaN for an amax that is not finite.
 inline float tile_scale(float amax, const numerics::QuantSpec& spec) {
   if (!(amax >= 0.0f) || !(amax <= std::numeric_limits<float>::max())) return std::numeric_limits<float>::quiet_NaN();

@@ -137,6 +137,63 @@ void dispatch_grids(numerics::QTensor* qr, numerics::QTensor* qc, const float* x
   else blocks<F, kSaturate, false, true>(qr, qc, x, rows, cols, spec, b0, b1);
 }
 
+// GCC 12 reports the self-initialised _mm512_undefined_* inside the max/extract intrinsics
+// as uninitialised once this function's accumulator array is inlined (a false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+// One 128x128 block (rows [r0, r1), columns [c0, c1)) of a Block128x128 tensor: the
+// block's amax from one sweep (an integer max per column lane, reduced once), its scale,
+// then its codes from the block still in L1/L2 (64 KiB of floats at most).
+template <Fp8Format F, bool kSaturate>
+void weight_block(numerics::QTensor& q, const float* x, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                  int64_t slot, const numerics::QuantSpec& spec) {
+  const int64_t w = c1 - c0, full = w / 16 * 16;
+  const __mmask16 tail = tail_mask(w - full);
+  __m512i acc[8];
+  for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_si512();
+  for (int64_t i = r0; i < r1; ++i) {
+    const float* xr = x + i * cols + c0;
+    if (full == 128) {
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) acc[v] = _mm512_max_epi32(acc[v], abs_bits(_mm512_loadu_ps(xr + 16 * v)));
+      continue;
+    }
+    int64_t j = 0;
+    for (; j < full; j += 16) acc[(j >> 4) & 7] = _mm512_max_epi32(acc[(j >> 4) & 7], abs_bits(_mm512_loadu_ps(xr + j)));
+    if (j < w) acc[7] = _mm512_max_epi32(acc[7], abs_bits(_mm512_maskz_loadu_ps(tail, xr + j)));
+  }
+  const __m512i m = _mm512_max_epi32(_mm512_max_epi32(_mm512_max_epi32(acc[0], acc[1]), _mm512_max_epi32(acc[2], acc[3])),
+                                     _mm512_max_epi32(_mm512_max_epi32(acc[4], acc[5]), _mm512_max_epi32(acc[6], acc[7])));
+  const float scale = tile_scale(std::bit_cast<float>(_mm512_reduce_max_epi32(m)), spec);
+  q.scales[static_cast<size_t>(slot)] = scale;
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int64_t i = r0; i < r1; ++i) {
+    const float* xr = x + i * cols + c0;
+    uint8_t* cr = q.codes.data() + i * cols + c0;
+    int64_t j = 0;
+    for (; j < full; j += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(cr + j),
+                       encode_quotient<F, kSaturate>(_mm512_div_ps(_mm512_loadu_ps(xr + j), s)));
+    if (j < w)
+      _mm_mask_storeu_epi8(cr + j, tail,
+                           encode_quotient<F, kSaturate>(_mm512_maskz_div_ps(tail, _mm512_maskz_loadu_ps(tail, xr + j), s)));
+  }
+}
+
+#pragma GCC diagnostic pop
+
+template <Fp8Format F, bool kSaturate>
+void weight_blocks(numerics::QTensor& q, const float* x, const numerics::QuantSpec& spec, int64_t k0, int64_t k1) {
+  const numerics::ScaleGrid& g = q.grid;
+  for (int64_t k = k0; k < k1; ++k) {
+    // Column-major block order (see quantize_blocks128): k = tc * grid_rows + tr.
+    const int64_t tc = k / g.grid_rows, tr = k % g.grid_rows;
+    const int64_t r0 = tr * 128, c0 = tc * 128;
+    weight_block<F, kSaturate>(q, x, q.cols, r0, std::min(q.rows, r0 + 128), c0, std::min(q.cols, c0 + 128),
+                               tr * g.grid_cols + tc, spec);
+  }
+}
+
 }  // namespace
 
 void quantize_tiles_blocks_avx512(numerics::QTensor* q1x128, numerics::QTensor* q128x1, const float* x, int64_t rows,
@@ -148,6 +205,18 @@ void quantize_tiles_blocks_avx512(numerics::QTensor* q1x128, numerics::QTensor* 
   } else {
     if (sat) dispatch_grids<Fp8Format::E5M2, true>(q1x128, q128x1, x, rows, cols, spec, b0, b1);
     else dispatch_grids<Fp8Format::E5M2, false>(q1x128, q128x1, x, rows, cols, spec, b0, b1);
+  }
+}
+
+void quantize_blocks128_avx512(numerics::QTensor& q, const float* x, const numerics::QuantSpec& spec, int64_t k0,
+                               int64_t k1) {
+  const bool sat = spec.overflow == Overflow::Saturate;
+  if (spec.format == Fp8Format::E4M3) {
+    if (sat) weight_blocks<Fp8Format::E4M3, true>(q, x, spec, k0, k1);
+    else weight_blocks<Fp8Format::E4M3, false>(q, x, spec, k0, k1);
+  } else {
+    if (sat) weight_blocks<Fp8Format::E5M2, true>(q, x, spec, k0, k1);
+    else weight_blocks<Fp8Format::E5M2, false>(q, x, spec, k0, k1);
   }
 }
 
