@@ -684,15 +684,153 @@ void pack_b_avx512(uint32_t* units, float* scales, const Matrix& B, const KLayou
   }
 }
 
+namespace {
+
+// -1: direct packing where the CPU has VBMI; 0 / 1: set by avx512_set_direct_codes (tests).
+int g_direct_codes_setting = -1;
+
+// 64 codes with each magnitude replaced by the smallest code of the same BF16 word
+// (canon[m] = fp8_narrow(widen(m))): what widening then narrowing gives. Identity except
+// for E5M2's three NaN magnitudes 0x7D..0x7F (one BF16 NaN), so the direct packers give
+// the old packer's bytes, not only its GEMM bits.
+struct Fp8Canon {
+  __m512i lo, hi;  // canon of magnitudes 0..63, 64..127
+  bool identity = true;
+};
+Fp8Canon make_canon(DType d) {
+  const Fp8Narrow& narrow = fp8_narrow(d);
+  const float* dec = numerics::fp8_decode_table(d == DType::E4M3 ? numerics::Fp8Format::E4M3 : numerics::Fp8Format::E5M2);
+  alignas(64) uint8_t t[128];
+  Fp8Canon c;
+  for (int m = 0; m < 128; ++m) {
+    uint32_t bits;
+    std::memcpy(&bits, &dec[m], 4);
+    t[m] = narrow.code[bits >> 16];
+    c.identity = c.identity && t[m] == m;
+  }
+  c.lo = _mm512_load_si512(t);
+  c.hi = _mm512_load_si512(t + 64);
+  return c;
+}
+const Fp8Canon& fp8_canon(DType d) {
+  static const Fp8Canon e4m3 = make_canon(DType::E4M3);
+  static const Fp8Canon e5m2 = make_canon(DType::E5M2);
+  return d == DType::E4M3 ? e4m3 : e5m2;
+}
+[[gnu::target("avx512vbmi")]] inline __m512i canon64(__m512i codes, const Fp8Canon& c) {
+  if (c.identity) return codes;
+  // canon(magnitude) | sign: ternary-logic 0xF8 is a | (b & c), as in fp8x64_to_bf16_vbmi.
+  return _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(c.lo, codes, c.hi), codes,
+                                   _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
+}
+
+inline __mmask64 mask64(int64_t n) {
+  return n >= 64 ? ~__mmask64{0} : (n <= 0 ? __mmask64{0} : (__mmask64{1} << n) - 1);
+}
+
+// op(B) = B stored [K, N]: a k-step's chunk is two stored rows' 32 codes (the second zero
+// past the group's end), interleaved into pairs in compact_slot order by one vpermb.
+[[gnu::target("avx512vbmi")]] void pack_codes_rows(uint8_t* dst, const Src& src, const KLayout& kl, int64_t N,
+                                                   int64_t j, const Fp8Canon& canon) {
+  alignas(64) uint8_t idx[64];
+  for (int p = 0; p < 64; ++p) idx[compact_slot(p)] = static_cast<uint8_t>((p % 2) * 32 + p / 2);
+  const __m512i order = _mm512_load_si512(idx);
+  const __mmask32 m = mask32(N - j * kNR);
+  for (int64_t g = 0; g < kl.groups; ++g) {
+    const int64_t len = kl.group_len(g), steps = kl.group_steps(g);
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t k = g * kl.G + 2 * s;
+      const __m256i r0 = _mm256_maskz_loadu_epi8(m, src.at(k, j * kNR));
+      const __m256i r1 = s * 2 + 1 < len ? _mm256_maskz_loadu_epi8(m, src.at(k + 1, j * kNR)) : _mm256_setzero_si256();
+      const __m512i both = canon64(_mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1), canon);
+      _mm512_storeu_si512(dst + (g * kl.steps_full + s) * 64, _mm512_permutexvar_epi8(order, both));
+    }
+  }
+}
+
+// op(B) = Bᵀ, B stored [N, K], k-steps contiguous: a k-step is one 16-bit code pair of
+// each stored row, so the panel is a 16-bit transpose of its 32 rows. 16 rows x 64 codes
+// are transposed as 16 x 16 dwords (a dword: two k-steps of one row); output lane L of
+// dword row t then holds rows 4L..4L+3 (+16 for the panel's second half), which is what
+// compact_slot puts in lane L: an in-lane byte shuffle gathers each half's first-step
+// words, then its second-step words, and 64-bit unpacks join the halves into two chunks.
+[[gnu::target("avx512vbmi")]] void pack_codes_transposed(uint8_t* dst, const Src& src, const KLayout& kl, int64_t N,
+                                                         int64_t j, const Fp8Canon& canon) {
+  const int64_t steps = kl.steps_total();
+  // Per lane: words 0, 2, 4, 6 (first k-step of rows 4L..4L+3), then 1, 3, 5, 7.
+  const __m512i split = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+  const int64_t ahead = 4 * 64;
+  alignas(64) uint8_t half0[16][64];
+  for (int64_t s0 = 0; s0 < steps; s0 += 32) {
+    const int64_t k0 = 2 * s0;
+    const __mmask64 m = mask64(kl.K - k0);
+    const bool prefetch = k0 + ahead < kl.K;
+    for (int h = 0; h < kNV; ++h) {
+      const int64_t n0 = j * kNR + h * 16, valid = std::min<int64_t>(16, N - n0);
+      __m512i r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (i < valid) {
+          if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(src.at(n0 + i, k0 + ahead)), _MM_HINT_T0);
+          r[i] = canon64(_mm512_maskz_loadu_epi8(m, src.at(n0 + i, k0)), canon);
+        } else {
+          r[i] = _mm512_setzero_si512();
+        }
+      }
+      transpose16(r);
+      if (h == 0) {
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; ++t) _mm512_store_si512(half0[t], _mm512_shuffle_epi8(r[t], split));
+        continue;
+      }
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; ++t) {
+        const int64_t s = s0 + 2 * t;
+        if (s >= steps) break;
+        const __m512i a = _mm512_load_si512(half0[t]), b = _mm512_shuffle_epi8(r[t], split);
+        _mm512_storeu_si512(dst + s * 64, _mm512_unpacklo_epi64(a, b));
+        if (s + 1 < steps) _mm512_storeu_si512(dst + (s + 1) * 64, _mm512_unpackhi_epi64(a, b));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool avx512_set_direct_codes(bool on) {
+  const bool was = g_direct_codes_setting != 0 && use_vbmi();
+  g_direct_codes_setting = on ? 1 : 0;
+  return was;
+}
+
 void pack_b_codes_avx512(uint8_t* codes, float* scales, const Matrix& B, const KLayout& kl) {
   using K = Kernel<true>;
   const int threads = max_threads();
   const int64_t panels = (B.op_cols() + kNR - 1) / kNR, panel_units = kl.steps_total() * kNR;
+  // The code bytes moved straight into the panels (VBMI for the byte permutes; the
+  // transposed case only when its k-steps are contiguous, i.e. no odd group inside K):
+  // 64-byte chunks per k-step, no widening. Else each panel packed as BF16 pairs by the
+  // usual packers, then narrowed word by word.
+  const bool direct = g_direct_codes_setting != 0 && use_vbmi() && (!B.trans || steps_contiguous(kl, kl.groups));
+  if (direct) {
+    const Src src(B);
+    const Fp8Canon& canon = fp8_canon(B.dtype);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 2)
+    for (int64_t j = 0; j < panels; ++j) {
+      uint8_t* d = codes + j * panel_units * 2;
+      if (B.trans) {
+        pack_codes_transposed(d, src, kl, B.op_cols(), j, canon);
+      } else {
+        pack_codes_rows(d, src, kl, B.op_cols(), j, canon);
+      }
+      pack_b_scales(scales + j * kl.groups * kNR, B, kl, kNR, j, j + 1);
+    }
+    return;
+  }
   const int64_t per_thread = (panel_units + 15) / 16 * 16 + K::pack_b_scratch_units(kl);
   thread_local Scratch<uint32_t> scratch;
   uint32_t* all = scratch.get(static_cast<size_t>(per_thread * threads));
   const Fp8Narrow& narrow = fp8_narrow(B.dtype);
-  // Each panel packed as BF16 pairs by the usual packers, then narrowed word by word.
 #pragma omp parallel num_threads(threads)
   {
     uint32_t* wide = all + thread_id() * per_thread;

@@ -98,6 +98,10 @@ bool avx512_set_vbmi(bool on);
 void pack_b_avx512(uint32_t* units, float* scales, const Matrix& B, const KLayout& kl, bool pairs);
 // FP8 B into compact code panels (PanelsView::codes) for the AVX-512 BF16 kernel.
 void pack_b_codes_avx512(uint8_t* codes, float* scales, const Matrix& B, const KLayout& kl);
+// For tests and benchmarks: whether pack_b_codes_avx512 moves the codes straight into the
+// panels (default, with VBMI) or packs BF16 pairs and narrows them back (the fallback);
+// both must give the same bytes. Returns the previous setting.
+bool avx512_set_direct_codes(bool on);
 void run_avx512(float* C, int64_t ldc, const Matrix& A, const PanelsView& B, const GemmOptions& opt,
                 const PackJob& job);
 int portable_nr();
