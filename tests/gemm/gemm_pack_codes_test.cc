@@ -136,7 +136,9 @@ TEST(GemmPackCodes, DirectPackerWritesTheNarrowedPanelsBytes) {
   EXPECT_EQ(vs_ref, 0);
   EXPECT_EQ(old_vs_ref, 0);
   EXPECT_EQ(scale_diff, 0);
-  if (direct) EXPECT_GT(direct_cases, cases / 2);
+  if (direct) {
+    EXPECT_GT(direct_cases, cases / 2);
+  }
 }
 
 // Single-thread CPU time of pack_b_codes_avx512, direct vs fallback, interleaved, on the

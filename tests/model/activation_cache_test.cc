@@ -46,10 +46,12 @@ struct TrainRun {
 
 // `steps` steps of forward_backward with plain SGD between them (a new weight version per
 // step, so delayed scaling fills its histories); telemetry on for the last step if asked.
-TrainRun run(const std::string& spec, Recompute policy, int steps, int experts_per_token = 4, bool telemetry = false) {
+TrainRun run(const std::string& spec, Recompute policy, int steps, int experts_per_token = 4, bool telemetry = false,
+             bool norm_up_recompute = true) {
   Model m(config_from_json(tiny_config(spec, experts_per_token)));
   prepare(m, 21);
   m.set_recompute(policy);
+  m.set_norm_up_recompute(norm_up_recompute);
   Registry& r = m.registry();
   TrainRun out;
   for (int s = 0; s < steps; ++s) {
@@ -80,23 +82,23 @@ TrainRun run(const std::string& spec, Recompute policy, int steps, int experts_p
 int64_t fp8_copy(int64_t rows, int64_t in) { return rows * in + (rows + 127) / 128 * in * 4; }
 
 // What activation_cache fp8 saves under `none` (swiglu_cache fp32, K = E so every expert has
-// all n rows): per block the FP32 h1 goes and q_a's and kv_a's FP8 copies of it come; since
-// the up-projections then cache low-precision inputs, MLA recomputes c_q, c_kv, their rstd
-// and q, kv instead of keeping them (Model::set_norm_up_recompute: neither FP32 c_q, c_kv nor
-// copies of them), and a MoE layer recomputes h2; a dense FFN's h2 and a go for gate's, up's
-// and down's copies; for MoE the experts' and shared experts' a go for the down copies. In
-// the MTP module the concatenation goes and eh_proj's copy comes.
-int64_t expected_saving(const ModelConfig& c) {
+// all n rows). With the default norm/up recompute (Model::set_norm_up_recompute) no norm
+// output, latent norm or up-projection is kept under either cache (recomputed in backward,
+// no Linear copies of them), so only the SwiGLU outputs a differ: the experts', shared
+// experts' and a dense FFN's a go for the down copies; and in the MTP module the
+// concatenation goes for eh_proj's copy. Without it (norm_up false, the layout before
+// 2026-12-08) per block also the FP32 h1, c_q, c_kv (and a dense FFN's h2) go for their
+// Linears' FP8 copies (q_a and kv_a each keep one of h1).
+int64_t expected_saving(const ModelConfig& c, bool norm_up) {
   const int64_t D = c.hidden_size, dq = c.q_lora_rank, dc = c.kv_lora_rank, F = c.intermediate_size;
   const int64_t Fe = c.moe_intermediate_size, Es = c.n_shared_experts, E = c.n_routed_experts;
-  const int64_t H = c.num_attention_heads, dqk = c.qk_nope_head_dim + c.qk_rope_head_dim,
-                dkv = c.qk_nope_head_dim + c.v_head_dim;
   const auto block = [&](int64_t n, bool moe) {
-    int64_t s = 4 * n * (D + dq + dc) - 2 * fp8_copy(n, D) + 4 * n * (H * (dqk + dkv) + 2);
+    int64_t s = 0;
+    if (!norm_up) s += 4 * n * (D + dq + dc) - 2 * fp8_copy(n, D) - fp8_copy(n, dq) - fp8_copy(n, dc);
     if (moe)
-      s += 4 * n * D + 4 * n * E * Fe - E * fp8_copy(n, Fe) + 4 * n * Fe * Es - fp8_copy(n, Fe * Es);
+      s += 4 * n * E * Fe - E * fp8_copy(n, Fe) + 4 * n * Fe * Es - fp8_copy(n, Fe * Es);
     else
-      s += 4 * n * (D + F) - 2 * fp8_copy(n, D) - fp8_copy(n, F);
+      s += 4 * n * F - fp8_copy(n, F) + (norm_up ? 0 : 4 * n * D - 2 * fp8_copy(n, D));
     return s;
   };
   const int64_t N = kB * kT, Nk = kB * (kT - 1), L = c.num_hidden_layers;
@@ -108,27 +110,31 @@ int64_t expected_saving(const ModelConfig& c) {
 TEST(LinearCache, Fp8CopiesChangeNoBitAndSaveTheExpectedBytes) {
   // Only the Linear cache varies: SwiGLU inputs and the combine stay exact.
   const std::string exact = ":swiglu_cache=fp32:moe_combine=fp32";
-  for (const std::string scaling : {"", ":scaling=delayed:amax_history=4"}) {
-    const std::string base = "fp8" + exact + scaling;
-    const TrainRun f32 = run(base + ":activation_cache=fp32", Recompute::kNone, 3);
-    const TrainRun f8 = run(base + ":activation_cache=fp8", Recompute::kNone, 3);
-    const size_t diff = differing(f32.grads, f8.grads);
-    const int64_t expected = expected_saving(config_from_json(tiny_config("")));
-    std::printf("[cache] %s: activation_cache fp8 vs fp32: losses %.9f %.9f %.9f vs %.9f %.9f %.9f, %zu of %zu "
-                "gradient floats differ, histories %s; saved %lld vs %lld bytes (Linear copies %lld): saving %lld, "
-                "expected %lld\n",
-                base.c_str(), f8.losses[0], f8.losses[1], f8.losses[2], f32.losses[0], f32.losses[1], f32.losses[2],
-                diff, f8.grads.size(), f8.scaling == f32.scaling ? "equal" : "DIFFER", (long long)f8.saved,
-                (long long)f32.saved, (long long)f8.cache, (long long)(f32.saved - f8.saved), (long long)expected);
-    EXPECT_EQ(diff, 0u);
-    EXPECT_EQ(f8.losses, f32.losses);
-    EXPECT_EQ(f8.scaling, f32.scaling);
-    EXPECT_EQ(f32.cache, 0);
-    EXPECT_EQ(f32.saved - f8.saved, expected);
+  for (const bool norm_up : {true, false}) {
+    for (const std::string scaling : {"", ":scaling=delayed:amax_history=4"}) {
+      const std::string base = "fp8" + exact + scaling;
+      const TrainRun f32 = run(base + ":activation_cache=fp32", Recompute::kNone, 3, 4, false, norm_up);
+      const TrainRun f8 = run(base + ":activation_cache=fp8", Recompute::kNone, 3, 4, false, norm_up);
+      const size_t diff = differing(f32.grads, f8.grads);
+      const int64_t expected = expected_saving(config_from_json(tiny_config("")), norm_up);
+      std::printf("[cache] %s, norm/up recompute %s: activation_cache fp8 vs fp32: losses %.9f %.9f %.9f vs %.9f "
+                  "%.9f %.9f, %zu of %zu gradient floats differ, histories %s; saved %lld vs %lld bytes (Linear copies "
+                  "%lld): saving %lld, expected %lld\n",
+                  base.c_str(), norm_up ? "on" : "off", f8.losses[0], f8.losses[1], f8.losses[2], f32.losses[0],
+                  f32.losses[1], f32.losses[2],
+                  diff, f8.grads.size(), f8.scaling == f32.scaling ? "equal" : "DIFFER", (long long)f8.saved,
+                  (long long)f32.saved, (long long)f8.cache, (long long)(f32.saved - f8.saved), (long long)expected);
+      EXPECT_EQ(diff, 0u);
+      EXPECT_EQ(f8.losses, f32.losses);
+      EXPECT_EQ(f8.scaling, f32.scaling);
+      EXPECT_EQ(f32.cache, 0);
+      EXPECT_EQ(f32.saved - f8.saved, expected);
+    }
   }
-  // BF16 copies under a BF16 Wgrad are exact too.
-  const TrainRun b32 = run("bf16:activation_cache=fp32", Recompute::kNone, 2);
-  const TrainRun b16 = run("bf16", Recompute::kNone, 2);
+  // BF16 copies under a BF16 Wgrad are exact too (without norm/up recompute, so that the
+  // norm outputs and latent norms go to copies as well).
+  const TrainRun b32 = run("bf16:activation_cache=fp32", Recompute::kNone, 2, 4, false, false);
+  const TrainRun b16 = run("bf16", Recompute::kNone, 2, 4, false, false);
   const size_t bdiff = differing(b32.grads, b16.grads);
   std::printf("[cache] bf16: activation_cache bf16 vs fp32: %zu gradient floats differ; saved %lld vs %lld bytes\n",
               bdiff, (long long)b16.saved, (long long)b32.saved);

@@ -1,6 +1,7 @@
 // Memory cuts of the training step that must keep every training bit (2026-12-08):
-//  * MLA under `none` recomputes its up-projections q, kv (and the latent norms) in backward
-//    when q_b_proj / kv_b_proj cache low-precision copies of their inputs (Mla::keep_policy):
+//  * MLA under `none` recomputes its up-projections q, kv (and the latent norms) in backward,
+//    and the block its norm outputs that no Linear copy replaces (Model::
+//    set_norm_up_recompute, training.recompute_norm_up), for the fp32, bf16 and fp8 recipes:
 //    the same losses and gradients as keeping them, and exactly the stated bytes kept.
 //  * The output head streams its backward in chunks of one promotion group (Model::
 //    head_chunked): the same losses and gradients as the unchunked head and as the
@@ -49,6 +50,10 @@ StepRun run(const nlohmann::json& j, int64_t B, int64_t T, Setup&& setup) {
   return out;
 }
 
+int64_t total(const Model::SavedBytes& s) {
+  return s.residual + s.attention + s.ffn_dense + s.moe + s.block_norms + s.mtp_other + s.linear_cache;
+}
+
 size_t differing_losses(const std::vector<double>& a, const std::vector<double>& b) {
   if (a.size() != b.size()) return a.size() + b.size();
   size_t n = 0;
@@ -57,10 +62,13 @@ size_t differing_losses(const std::vector<double>& a, const std::vector<double>&
 }
 
 TEST(MlaUpRecompute, SameBitsAndOnlyTheLatentInputsKept) {
+  // Every recipe alike (training.recompute_norm_up): FP32 Linears read the recomputed FP32
+  // c_q, c_kv in Wgrad, bf16 / fp8 Linears keep no copies of them.
   const int64_t B = 2, T = 48, N = B * T;
   for (const char* recipe : {"fp8", "bf16", "fp32"}) {
     const nlohmann::json j = tiny_config(recipe, 2);
     const ModelConfig c = config_from_json(j);
+    const bool fp32 = std::string(recipe) == "fp32";
     const StepRun on = run(j, B, T, [](Model& m) { m.set_norm_up_recompute(true); });
     const StepRun off = run(j, B, T, [](Model& m) { m.set_norm_up_recompute(false); });
     const size_t dg = differing(on.grads, off.grads), dl = differing_losses(on.losses, off.losses);
@@ -72,32 +80,39 @@ TEST(MlaUpRecompute, SameBitsAndOnlyTheLatentInputsKept) {
     const int64_t per_row = dq + (dc + dr) + dr + H * dv + H;
     const int64_t rows = c.num_hidden_layers * N + B * (T - 1);
     const int64_t expected_on = 4 * rows * per_row;
-    std::printf("[%s] attention saved: up-recompute %lld B, keep %lld B (q, kv: %lld B); Linear caches %lld vs %lld B; "
-                "%zu of %zu gradient floats and %zu of %zu losses differ\n",
-                recipe, (long long)on.saved.attention, (long long)off.saved.attention,
-                (long long)(4 * rows * H * (dqk + dkv)), (long long)on.linear_cache, (long long)off.linear_cache, dg,
+    // off keeps q, kv and rstd_q, rstd_kv on top, and c_q, c_kv in FP32 where the Linears
+    // read them in FP32 (else they go to the Linears' copies).
+    const int64_t expected_more = 4 * rows * (H * (dqk + dkv) + 2 + (fp32 ? dq + dc : 0));
+    std::printf("[%s] attention saved: recompute_norm_up on %lld B (expected %lld), off %lld B (expected +%lld); "
+                "Linear caches %lld vs %lld B; %zu of %zu gradient floats and %zu of %zu losses differ\n",
+                recipe, (long long)on.saved.attention, (long long)expected_on, (long long)off.saved.attention,
+                (long long)expected_more, (long long)on.linear_cache, (long long)off.linear_cache, dg,
                 on.grads.size(), dl, on.losses.size());
     EXPECT_EQ(dg, 0u) << recipe;
     EXPECT_EQ(dl, 0u) << recipe;
-    if (std::string(recipe) == "fp32") {
-      // FP32 Linears keep no copies: nothing to trade, the layout stays.
-      EXPECT_EQ(on.saved.attention, off.saved.attention);
+    EXPECT_EQ(on.saved.attention, expected_on) << recipe;
+    EXPECT_EQ(off.saved.attention - on.saved.attention, expected_more) << recipe;
+    if (fp32) {
+      EXPECT_EQ(on.linear_cache, 0) << recipe;  // FP32 Linears keep no copies either way
+      EXPECT_EQ(off.linear_cache, 0) << recipe;
     } else {
-      EXPECT_EQ(on.saved.attention, expected_on) << recipe;
-      // off keeps q, kv and rstd_q, rstd_kv on top (c_q, c_kv as the Linears' copies).
-      EXPECT_EQ(off.saved.attention - on.saved.attention, 4 * rows * (H * (dqk + dkv) + 2)) << recipe;
       EXPECT_LT(on.linear_cache, off.linear_cache) << recipe;  // no copies of c_q, c_kv either
-      // Block norms: mid and both rstd only (h1 goes to the Linears' copies, a MoE layer's h2
-      // is recomputed from mid); off keeps h2 [rows, D] of every MoE layer.
-      int64_t moe_rows = 0;
-      for (int64_t l = 0; l <= c.num_hidden_layers; ++l)
-        if (c.is_moe_layer(l)) moe_rows += l < c.num_hidden_layers ? N : B * (T - 1);
-      const int64_t D = c.hidden_size;
-      std::printf("[%s] block norms saved: %lld B (expected %lld), keep %lld B\n", recipe,
-                  (long long)on.saved.block_norms, (long long)(4 * rows * (D + 2)), (long long)off.saved.block_norms);
-      EXPECT_EQ(on.saved.block_norms, 4 * rows * (D + 2)) << recipe;
-      EXPECT_EQ(off.saved.block_norms - on.saved.block_norms, 4 * moe_rows * D) << recipe;
     }
+    // Block norms: mid and both rstd only (h1 and h2 go to the Linears' copies or are
+    // recomputed from x / mid). off keeps h2 [rows, D] of every MoE layer (its FP32 router
+    // reads it) and, with FP32 Linears, h1 and every h2.
+    int64_t moe_rows = 0;
+    for (int64_t l = 0; l <= c.num_hidden_layers; ++l)
+      if (c.is_moe_layer(l)) moe_rows += l < c.num_hidden_layers ? N : B * (T - 1);
+    const int64_t D = c.hidden_size;
+    const int64_t norms_more = 4 * D * (fp32 ? 2 * rows : moe_rows);
+    std::printf("[%s] block norms saved: on %lld B (expected %lld), off %lld B (expected +%lld); total activations "
+                "on %lld B, off %lld B\n",
+                recipe, (long long)on.saved.block_norms, (long long)(4 * rows * (D + 2)),
+                (long long)off.saved.block_norms, (long long)norms_more, (long long)total(on.saved),
+                (long long)total(off.saved));
+    EXPECT_EQ(on.saved.block_norms, 4 * rows * (D + 2)) << recipe;
+    EXPECT_EQ(off.saved.block_norms - on.saved.block_norms, norms_more) << recipe;
   }
 }
 

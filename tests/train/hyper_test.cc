@@ -41,6 +41,8 @@ TEST(TrainHyper, DefaultsAreThePaperValues) {
   EXPECT_EQ(h.mtp_lambda, 0.3);
   EXPECT_EQ(h.bias_update_speed, 0.001);
   EXPECT_EQ(h.adamw.moments, MomentPrecision::kFp32);
+  EXPECT_EQ(h.run.recompute, "none");
+  EXPECT_TRUE(h.run.recompute_norm_up);  // DeepSeek-V3 §3.2.3: RMSNorm and MLA up-projections recomputed
   // Keys the model parser owns are ignored here.
   EXPECT_EQ(parse_train_hyper(json{{"seed", 3}, {"init_std", 0.1}}).lr, 2.2e-4);
 }
@@ -52,7 +54,8 @@ TEST(TrainHyper, ParsesEveryKeyAndRoundTrips) {
                   {"weight_decay", 0.05}, {"beta1", 0.8}, {"beta2", 0.9}, {"eps", 1e-6}, {"grad_clip", 0.5},
                   {"moment_precision", "bf16"}, {"batch_size", 3}, {"seq_len", 17}, {"grad_accum", 2},
                   {"steps", 123}, {"eval_every", 7}, {"eval_batches", 0}, {"save_every", 9},
-                  {"max_bad_steps", 4}, {"data_seed", 11}, {"recompute", "selective"}};
+                  {"max_bad_steps", 4}, {"data_seed", 11}, {"recompute", "selective"},
+                  {"recompute_norm_up", false}};
   // Every key of the public list appears in this test, and nothing else.
   ASSERT_EQ(j.size(), known_training_keys().size());
   for (const std::string& k : known_training_keys()) EXPECT_TRUE(j.contains(k)) << k;
@@ -83,6 +86,7 @@ TEST(TrainHyper, ParsesEveryKeyAndRoundTrips) {
   EXPECT_EQ(h.run.max_bad_steps, 4);
   EXPECT_EQ(h.run.data_seed, 11u);
   EXPECT_EQ(h.run.recompute, "selective");
+  EXPECT_FALSE(h.run.recompute_norm_up);
   EXPECT_EQ(to_json(h), j);
   EXPECT_EQ(to_json(parse_train_hyper(to_json(TrainHyper{}))), to_json(TrainHyper{}));
   EXPECT_EQ(parse_train_hyper(json{{"warmup_steps", 2000.0}}).warmup_steps, 2000);  // integral float is fine
@@ -110,6 +114,9 @@ TEST(TrainHyper, BadValuesNameTheKey) {
   expect_error({{"decay_start", 10}}, {"training.decay_start", "deepseek"});
   expect_error({{"schedule", "deepseek"}, {"warmup_steps", 100}, {"decay_start", 50}},
                {"training.decay_start", "warmup_steps"});
+  expect_error({{"recompute", "some"}}, {"training.recompute", "\"none\", \"selective\", \"full\""});
+  expect_error({{"recompute_norm_up", "yes"}}, {"training.recompute_norm_up", "true or false", "\"yes\""});
+  expect_error({{"recompute_norm_up", 1}}, {"training.recompute_norm_up", "true or false"});
   expect_error(json::array(), {"training must be a JSON object"});
 }
 

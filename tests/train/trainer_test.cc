@@ -207,6 +207,45 @@ TEST(Trainer, MtpLambdaScheduleReachesTheLoss) {
   }
 }
 
+TEST(Trainer, RecomputeNormUpKeyReachesTheModel) {
+  // training.recompute_norm_up (default true) under recompute "none": the model keeps fewer
+  // activation bytes and trains to the same bits, for FP32 and FP8 Linears alike.
+  for (const char* recipe : {"fp32", "fp8"}) {
+    struct Run {
+      std::vector<float> grads;
+      std::vector<double> losses;
+      int64_t saved = 0;
+    };
+    const auto run = [&](const char* flag) {
+      const RunConfig rc = tiny_run_config({std::string("precision.recipe=") + recipe, "recompute=none",
+                                            std::string("recompute_norm_up=") + flag, "batch_size=2"});
+      Run out;
+      TrainerOptions o = quiet();
+      o.after_backward = [&](int64_t step, model::Registry& r) {
+        if (step == 1) out.grads.assign(r.grads().data(), r.grads().data() + r.grads().size());
+      };
+      Trainer t(rc.model, rc.hyper, memory_data(rc.model.vocab_size), o);
+      EXPECT_EQ(t.model().norm_up_recompute(), std::string(flag) == "true");
+      t.init_fresh();
+      for (int s = 0; s < 2; ++s) out.losses.push_back(t.train_step().losses.loss);
+      out.saved = t.model().saved_activation_bytes();
+      return out;
+    };
+    const Run on = run("true"), off = run("false");
+    ASSERT_EQ(on.grads.size(), off.grads.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < on.grads.size(); ++i)
+      differ += std::memcmp(&on.grads[i], &off.grads[i], sizeof(float)) != 0;
+    std::printf("  %s: recompute_norm_up true keeps %lld activation bytes, false %lld; %zu of %zu step-2 gradient "
+                "floats differ; losses %.9f %.9f vs %.9f %.9f\n",
+                recipe, (long long)on.saved, (long long)off.saved, differ, on.grads.size(), on.losses[0],
+                on.losses[1], off.losses[0], off.losses[1]);
+    EXPECT_LT(on.saved, off.saved) << recipe;
+    EXPECT_EQ(differ, 0u) << recipe;
+    EXPECT_EQ(on.losses, off.losses) << recipe;
+  }
+}
+
 TEST(Trainer, PresetsParseAndMatchTheirRoles) {
   for (const char* name : {"tiny", "small", "base"}) {
     const std::string path = testing::source_path(std::string("configs/") + name + ".json");

@@ -18,8 +18,22 @@
 // the FP32 FMA peak for fp32, the BF16 dot peak (vdpbf16ps) for bf16 and fp8, whose GEMMs
 // both run on the BF16 dot-product kernel (FP8 codes are widened to BF16 exactly; this CPU
 // has no FP8 arithmetic), the same rule as the trainer's progress line.
+//
+// Under mpirun (`mpirun -np N tinyseek bench step`, docs/architecture.md "Data parallel" and
+// "Expert parallel"): --batch is the global batch, as training.batch_size; every rank draws
+// the same random global batch and runs the step on its rows [r·B/N, (r+1)·B/N) with the
+// trainer's machinery: dist::DataParallel (gradient reduce-scatter, AdamW on the ZeRO-1
+// shard, parameter all-gather) or, with expert_parallel = N, dist::ExpertParallel (experts
+// on their owners, token all-to-alls in every MoE layer, the rest as DP). The timed step is
+// zero_grad + forward_backward + reduce-scatter + AdamW + all-gather (no norm, clip or loss
+// reductions: the single-process bench has none either). Each rank measures its own step
+// and its communicator's counters (dist::CommStats, with split_wait on: a barrier before
+// every MPI call separates waiting for the slower rank from the transfer); the per-rank
+// numbers are all-gathered, so every rank's result holds them. tokens_per_s is then the
+// global batch over rank 0's median step, MFU divides by N peaks.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,9 +61,39 @@ struct StepBenchOptions {
   int64_t batch = 8;   // B
   int64_t seq = 256;   // T
   model::Recompute recompute = model::Recompute::kNone;
+  bool recompute_norm_up = true;  // Model::set_norm_up_recompute (training.recompute_norm_up)
   bool optimizer = true;  // time the AdamW update too
   int64_t head_chunk_rows = 0;  // Model::set_head_chunk_rows (-1: unchunked head, for comparisons)
   uint64_t seed = 1;
+  // Under mpirun: partition the routed experts over the N ranks (N = the world size; 1 = off).
+  int expert_parallel = 1;
+};
+
+// One rank's step under mpirun. Per-step values: bytes are means over the timed steps (exact
+// counts; they vary between steps only through the routing), times are medians.
+struct RankStepStats {
+  double tokens_per_s = 0;         // this rank's rows · T / its median step
+  double ms_per_step = 0;          // this rank's median step
+  double gradient_bytes = 0;       // sent by the reduce-scatter + all-gather (CommKind::kGradients)
+  double expert_bytes = 0;         // sent by the token all-to-alls and row counts (kExperts)
+  double other_bytes = 0;          // anything else inside the step (kOther; 0 today)
+  double comm_ms = 0;              // wall time in MPI calls, waiting included
+  double wait_ms = 0;              // of which in the barriers before the calls (rank skew)
+  double comm_share = 0;           // median over steps of comm time / step time
+  // Expert parallelism: (token, expert) rows this rank sent to / received from other ranks
+  // per forward, from the routers' load counts (independent of the communicator's counts).
+  double expert_rows_sent = 0, expert_rows_received = 0;
+};
+
+struct DistStepStats {
+  int ranks = 1;
+  int expert_parallel = 1;         // 1: data parallel
+  bool ep_fp8_dispatch = false;    // expert inputs as E4M3 codes + 1x128 scales
+  int64_t param_floats = 0;        // the registry's parameter buffer (with padding)
+  int64_t reduced_floats = 0;      // what the reduce-scatter / all-gather cover: param_floats
+                                   // (DP) or the non-expert elements (EP)
+  int64_t moe_layers = 0;          // MoE layers (main + MTP) that exchange tokens under EP
+  std::vector<RankStepStats> per_rank;
 };
 
 struct StepBenchResult {
@@ -78,14 +122,17 @@ struct StepBenchResult {
   double first_loss = 0, last_loss = 0;
   int threads = 1;
   std::vector<double> step_ms;
+  std::optional<DistStepStats> dist;  // under mpirun only
 };
 
 // Runs warmup + steps training steps and measures. Throws tinyseek::Error on bad options.
 StepBenchResult run_step_bench(const StepBenchOptions& opt);
 
 // The memory breakdown of StepBenchResult::memory for a model after a step.
+// moment_elements: the elements this process keeps AdamW moments for (-1: all parameters;
+// under mpirun the rank's shard and experts).
 std::vector<std::pair<std::string, int64_t>> step_memory(const model::Model& m, int64_t moment_bytes,
-                                                         double peak_rss_mib);
+                                                         double peak_rss_mib, int64_t moment_elements = -1);
 
 // CPU time used by all threads of this process so far, in ms.
 double process_cpu_ms();

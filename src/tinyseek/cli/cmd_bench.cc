@@ -17,6 +17,8 @@
 #include "tinyseek/bench/peak.h"
 #include "tinyseek/bench/step_bench.h"
 #include "tinyseek/cli/commands.h"
+#include "tinyseek/dist/comm.h"
+#include "tinyseek/dist/expert_parallel.h"
 #include "tinyseek/model/precision.h"
 #include "tinyseek/numerics/simd.h"
 
@@ -147,12 +149,15 @@ struct StepArgs {
   bool no_optimizer = false;
   uint64_t seed = 1;
   int64_t head_chunk_rows = 0;
+  int expert_parallel = 1;
+  bool recompute_norm_up = true;
 };
 
 nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs& a) {
   nlohmann::ordered_json j;
   j["recipe"] = r.recipe;
   j["recompute"] = a.recompute;
+  j["recompute_norm_up"] = a.recompute_norm_up;
   j["tokens_per_s"] = sig4(r.tokens_per_s);
   j["mfu"] = sig4(r.mfu);
   j["peak_kind"] = r.peak_kind;
@@ -164,7 +169,10 @@ nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs
   j["cpu_ms_per_step"] = sig4(r.cpu_ms_per_step);
   j["saved_activation_mb"] = sig4(r.saved_activation_mb);
   j["moments"] = r.moments;
-  j["timed"] = a.no_optimizer ? "forward_backward" : "zero_grad + forward_backward + AdamW(" + r.moments + " moments)";
+  const std::string adamw = "AdamW(" + r.moments + " moments)";
+  j["timed"] = a.no_optimizer ? "forward_backward"
+               : r.dist ? "zero_grad + forward_backward + gradient reduce-scatter + " + adamw + " + parameter all-gather"
+                        : "zero_grad + forward_backward + " + adamw;
   j["batch"] = r.batch;
   j["seq"] = r.seq;
   j["threads"] = r.threads;
@@ -179,7 +187,60 @@ nlohmann::ordered_json step_json(const bench::StepBenchResult& r, const StepArgs
   nlohmann::ordered_json mem;
   for (const auto& [name, bytes] : r.memory) mem[name] = bytes;
   j["memory"] = mem;
+  if (r.dist) {
+    // Under mpirun only (bench/step_bench.h): bytes exact (means over the timed steps), times
+    // medians of wall time in MPI calls, the split_wait barriers' share as "wait".
+    const bench::DistStepStats& d = *r.dist;
+    j["ranks"] = d.ranks;
+    j["expert_parallel"] = d.expert_parallel;
+    j["ep_fp8_dispatch"] = d.ep_fp8_dispatch;
+    j["param_floats"] = d.param_floats;
+    j["reduced_floats"] = d.reduced_floats;
+    j["moe_layers"] = d.moe_layers;
+    j["per_rank"] = nlohmann::ordered_json::array();
+    for (size_t q = 0; q < d.per_rank.size(); ++q) {
+      const bench::RankStepStats& s = d.per_rank[q];
+      nlohmann::ordered_json o;
+      o["rank"] = q;
+      o["tokens_per_s"] = sig4(s.tokens_per_s);
+      o["ms_per_step"] = sig4(s.ms_per_step);
+      o["comm_bytes_per_step"] = {{"gradients", s.gradient_bytes}, {"experts", s.expert_bytes},
+                                  {"other", s.other_bytes}, {"total", s.gradient_bytes + s.expert_bytes + s.other_bytes}};
+      o["comm_ms_per_step"] = sig4(s.comm_ms);
+      o["comm_wait_ms_per_step"] = sig4(s.wait_ms);
+      o["comm_transfer_ms_per_step"] = sig4(s.comm_ms - s.wait_ms);
+      o["comm_share"] = sig4(s.comm_share);
+      o["expert_rows_sent_per_step"] = s.expert_rows_sent;
+      o["expert_rows_received_per_step"] = s.expert_rows_received;
+      j["per_rank"].push_back(o);
+    }
+  }
   return j;
+}
+
+// Under mpirun: one line per rank after the table.
+void print_rank_table(const nlohmann::ordered_json& j) {
+  std::printf("%lld ranks, %s; %lld floats reduce-scattered + all-gathered per step (of %lld in the parameter "
+              "buffer)\n",
+              j["ranks"].get<long long>(),
+              j["expert_parallel"].get<int>() > 1
+                  ? (std::string("expert parallel (") + (j["ep_fp8_dispatch"].get<bool>() ? "FP8 E4M3" : "FP32") +
+                     " dispatch)").c_str()
+                  : "data parallel",
+              j["reduced_floats"].get<long long>(), j["param_floats"].get<long long>());
+  std::printf("%-5s %10s %9s %14s %14s %10s %9s %11s %6s\n", "rank", "tokens/s", "ms/step", "grad MiB/step",
+              "expert MiB/step", "comm ms", "wait ms", "transfer ms", "share");
+  for (const auto& q : j["per_rank"]) {
+    const auto& b = q["comm_bytes_per_step"];
+    std::printf("%-5lld %10.0f %9.1f %14.3f %14.3f %10.1f %9.1f %11.1f %5.1f%%\n", q["rank"].get<long long>(),
+                q["tokens_per_s"].get<double>(), q["ms_per_step"].get<double>(), b["gradients"].get<double>() / 1048576.0,
+                b["experts"].get<double>() / 1048576.0, q["comm_ms_per_step"].get<double>(),
+                q["comm_wait_ms_per_step"].get<double>(), q["comm_transfer_ms_per_step"].get<double>(),
+                100.0 * q["comm_share"].get<double>());
+  }
+  std::printf("bytes: sent by the rank per step (exact); comm ms: wall time inside MPI calls (median per step), "
+              "wait = the barrier before each call (waiting for the slower rank), transfer = the rest; share = comm / "
+              "step time. tokens/s above: the global batch over rank 0's step.\n");
 }
 
 // One row per (recipe, policy): medians over rounds (a single run is one round).
@@ -235,6 +296,7 @@ nlohmann::ordered_json run_step_child(const StepArgs& a, const std::string& reci
                                    "--seq", std::to_string(a.seq), "--seed", std::to_string(a.seed)};
   if (!recipe.empty()) args.insert(args.end(), {"--recipe", recipe});
   if (a.no_optimizer) args.push_back("--no-optimizer");
+  if (!a.recompute_norm_up) args.insert(args.end(), {"--recompute-norm-up", "false"});
   if (a.head_chunk_rows != 0) args.insert(args.end(), {"--head-chunk-rows", std::to_string(a.head_chunk_rows)});
   std::vector<char*> argv;
   for (auto& s : args) argv.push_back(s.data());
@@ -367,7 +429,18 @@ void run_step(const StepArgs& a) {
   TS_CHECK(!a.config.empty(), "bench step needs --config PATH", "e.g. --config configs/base.json");
   TS_CHECK(a.recipes.empty() || a.recipe.empty(), "bench step takes --recipe or --recipes, not both",
            "e.g. --recipes fp32,bf16,fp8 to compare recipes side by side");
-  if (a.recompute == "all" || !a.recipes.empty() || a.rounds > 1) {
+  const dist::Comm& comm = dist::world();
+  const bool matrix = a.recompute == "all" || !a.recipes.empty() || a.rounds > 1;
+  // The matrix runs every cell in a child process of its own (its own peak RSS); an MPI rank
+  // cannot start a child that joins the job, so under mpirun one launch measures one cell.
+  TS_CHECK(!matrix || !comm.distributed(), "under mpirun, bench step measures one recipe and one recompute policy "
+           "per launch (--recipes, --rounds and --recompute all run each cell in a child process, which an MPI rank "
+           "cannot start)", "launch once per cell: mpirun -np " << comm.size() << " tinyseek bench step --config "
+           << a.config << " --recipe fp32, then --recipe fp8, ...");
+  TS_CHECK(!matrix || a.expert_parallel == 1, "--expert-parallel needs mpirun, and under mpirun bench step measures "
+           "one cell per launch", "drop --recipes/--rounds/--recompute all and launch with mpirun -np "
+           << a.expert_parallel);
+  if (matrix) {
     run_step_matrix(a);
     return;
   }
@@ -375,6 +448,7 @@ void run_step(const StepArgs& a) {
   opt.config_path = a.config;
   opt.recipe = a.recipe;
   opt.recompute = model::parse_recompute(a.recompute);
+  opt.recompute_norm_up = a.recompute_norm_up;
   opt.steps = a.steps;
   opt.warmup = a.warmup;
   opt.batch = a.batch;
@@ -382,10 +456,16 @@ void run_step(const StepArgs& a) {
   opt.optimizer = !a.no_optimizer;
   opt.seed = a.seed;
   opt.head_chunk_rows = a.head_chunk_rows;
+  opt.expert_parallel = a.expert_parallel;
   const bench::StepBenchResult r = bench::run_step_bench(opt);
+  if (!comm.is_root()) return;  // every rank holds the gathered numbers; rank 0 alone prints
   const nlohmann::ordered_json j = step_json(r, a);
-  if (a.json) std::printf("%s\n", j.dump().c_str());
-  else print_step_table({j}, 1);
+  if (a.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  print_step_table({j}, 1);
+  if (r.dist) print_rank_table(j);
 }
 
 }  // namespace
@@ -415,7 +495,7 @@ void add_bench(CLI::App& app) {
   static StepArgs sargs;
   CLI::App* step = group->add_subcommand(
       "step", "training-step throughput: tokens/s, MFU, peak RSS (per recipe with --recipes, per recompute "
-      "policy with --recompute all)");
+      "policy with --recompute all); under mpirun per rank: tokens/s, bytes sent and time in MPI per step");
   step->add_option("--config", sargs.config, "model config.json")->required();
   step->add_option("--recipe", sargs.recipe,
                    "precision recipe fp32 | bf16 | fp8, optionally with overrides (fp8:precision.scale_type=pow2); "
@@ -429,6 +509,10 @@ void add_bench(CLI::App& app) {
   step->add_option("--recompute", sargs.recompute,
                    "none | selective | full | all (all: one child process per policy, each with its own peak RSS)")
       ->capture_default_str();
+  step->add_option("--recompute-norm-up", sargs.recompute_norm_up,
+                   "under --recompute none: recompute the norms and MLA up-projections in backward instead of "
+                   "storing them (the run config's training.recompute_norm_up; false: store them)")
+      ->capture_default_str();
   step->add_option("--steps", sargs.steps, "timed steps (median reported)")->capture_default_str();
   step->add_option("--warmup", sargs.warmup, "untimed steps first")->capture_default_str();
   step->add_option("--batch", sargs.batch, "sequences per step (B)")->capture_default_str();
@@ -437,7 +521,13 @@ void add_bench(CLI::App& app) {
   step->add_option("--head-chunk-rows", sargs.head_chunk_rows,
                    "rows of logits the output head computes at a time (0: ~8 MiB of logits; -1: all at once)")
       ->capture_default_str();
-  step->add_flag("--no-optimizer", sargs.no_optimizer, "time zero_grad + forward_backward only (no AdamW)");
+  step->add_flag("--no-optimizer", sargs.no_optimizer,
+                 "time zero_grad + forward_backward only (no AdamW; under mpirun no gradient/parameter collectives "
+                 "either)");
+  step->add_option("--expert-parallel", sargs.expert_parallel,
+                   "under mpirun -np N: partition the routed experts over the N ranks as train --expert-parallel N "
+                   "(FP8 dispatch under the fp8 recipe); 1 = data parallel")
+      ->capture_default_str();
   step->add_flag("--json", sargs.json, "machine-readable output on stdout");
   step->callback([] { run_step(sargs); });
   add_bench_decode(*group);

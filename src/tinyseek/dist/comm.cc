@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "tinyseek/base/check.h"
+#include "tinyseek/base/timer.h"
 
 namespace tinyseek::dist {
 namespace {
@@ -61,19 +62,36 @@ void abort_job(const std::string& message, int status) {
   std::fprintf(stderr, "%s\n", message.c_str());
 }
 
+template <class F>
+void Comm::measured(CommKind kind, size_t bytes, F&& call) const {
+  CommStats& s = stats_[static_cast<size_t>(kind)];
+  const Timer t;
+  if (split_wait_) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    s.wait_seconds += t.seconds();
+  }
+  call();
+  s.seconds += t.seconds();
+  s.bytes_sent += bytes;
+  ++s.calls;
+}
+
 void Comm::barrier() const {
-  if (distributed()) MPI_Barrier(MPI_COMM_WORLD);
+  if (distributed()) measured(CommKind::kOther, 0, [&] { MPI_Barrier(MPI_COMM_WORLD); });
 }
 
 void Comm::allreduce_sum(std::span<int64_t> x) const {
   if (!distributed() || x.empty()) return;
-  MPI_Allreduce(MPI_IN_PLACE, x.data(), as_count(x.size(), "allreduce"), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  const int n = as_count(x.size(), "allreduce");
+  measured(CommKind::kOther, x.size() * sizeof(int64_t) * size_t(size_ - 1),
+           [&] { MPI_Allreduce(MPI_IN_PLACE, x.data(), n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD); });
 }
 
 int64_t Comm::allreduce_max(int64_t x) const {
   if (!distributed()) return x;
   int64_t out = 0;
-  MPI_Allreduce(&x, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  measured(CommKind::kOther, sizeof(int64_t) * size_t(size_ - 1),
+           [&] { MPI_Allreduce(&x, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD); });
   return out;
 }
 
@@ -84,7 +102,8 @@ std::vector<double> Comm::allgather(std::span<const double> local) const {
     return out;
   }
   const int n = as_count(local.size(), "allgather");
-  MPI_Allgather(local.data(), n, MPI_DOUBLE, out.data(), n, MPI_DOUBLE, MPI_COMM_WORLD);
+  measured(CommKind::kOther, local.size() * sizeof(double) * size_t(size_ - 1),
+           [&] { MPI_Allgather(local.data(), n, MPI_DOUBLE, out.data(), n, MPI_DOUBLE, MPI_COMM_WORLD); });
   return out;
 }
 
@@ -102,8 +121,10 @@ std::vector<double> Comm::allgatherv(std::span<const double> local, std::span<co
     std::copy(local.begin(), local.end(), out.begin());
     return out;
   }
-  MPI_Allgatherv(local.data(), cnt[size_t(rank_)], MPI_DOUBLE, out.data(), cnt.data(), displ.data(), MPI_DOUBLE,
-                 MPI_COMM_WORLD);
+  measured(CommKind::kOther, local.size() * sizeof(double) * size_t(size_ - 1), [&] {
+    MPI_Allgatherv(local.data(), cnt[size_t(rank_)], MPI_DOUBLE, out.data(), cnt.data(), displ.data(), MPI_DOUBLE,
+                   MPI_COMM_WORLD);
+  });
   return out;
 }
 
@@ -137,16 +158,20 @@ size_t Comm::reduce_scatter_sum(std::span<float> buf, std::span<const Range> sha
       return Range{b, std::min(shards[r].end, b + bucket_elems)};
     };
     const Range mine = bucket(me);
+    size_t round_sent = 0;
     for (size_t q = 0; q < N; ++q) {
       const Range theirs = bucket(q);
       scount[q] = static_cast<int>(theirs.size());
       sdispl[q] = static_cast<int>(theirs.begin);
       rcount[q] = static_cast<int>(mine.size());
       rdispl[q] = static_cast<int>(q * bucket_elems);
-      if (q != me) sent += theirs.size() * sizeof(float);
+      if (q != me) round_sent += theirs.size() * sizeof(float);
     }
-    MPI_Alltoallv(buf.data(), scount.data(), sdispl.data(), MPI_FLOAT, scratch.data(), rcount.data(), rdispl.data(),
-                  MPI_FLOAT, MPI_COMM_WORLD);
+    measured(CommKind::kGradients, round_sent, [&] {
+      MPI_Alltoallv(buf.data(), scount.data(), sdispl.data(), MPI_FLOAT, scratch.data(), rcount.data(),
+                    rdispl.data(), MPI_FLOAT, MPI_COMM_WORLD);
+    });
+    sent += round_sent;
     // Left fold in rank order: the sum's bits do not depend on who received what when.
     float* out = buf.data() + mine.begin;
     const size_t n = mine.size();
@@ -167,8 +192,12 @@ size_t Comm::allgather_inplace(std::span<float> buf, std::span<const Range> shar
     cnt[r] = as_count(shards[r].size(), "all-gather shard");
     displ[r] = as_count(shards[r].begin, "all-gather offset");
   }
-  MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf.data(), cnt.data(), displ.data(), MPI_FLOAT, MPI_COMM_WORLD);
-  return shards[size_t(rank_)].size() * sizeof(float) * (shards.size() - 1);
+  const size_t sent = shards[size_t(rank_)].size() * sizeof(float) * (shards.size() - 1);
+  measured(CommKind::kGradients, sent, [&] {
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf.data(), cnt.data(), displ.data(), MPI_FLOAT,
+                   MPI_COMM_WORLD);
+  });
+  return sent;
 }
 
 void Comm::gatherv_bytes(std::span<const std::byte> local, std::span<const int64_t> counts, std::span<std::byte> out,
@@ -187,8 +216,10 @@ void Comm::gatherv_bytes(std::span<const std::byte> local, std::span<const int64
     total += size_t(counts[r]);
   }
   if (rank_ == root) TS_ASSERT(out.size() >= total);
-  MPI_Gatherv(local.data(), cnt[size_t(rank_)], MPI_BYTE, rank_ == root ? out.data() : nullptr, cnt.data(),
-              displ.data(), MPI_BYTE, root, MPI_COMM_WORLD);
+  measured(CommKind::kOther, rank_ == root ? 0 : local.size(), [&] {
+    MPI_Gatherv(local.data(), cnt[size_t(rank_)], MPI_BYTE, rank_ == root ? out.data() : nullptr, cnt.data(),
+                displ.data(), MPI_BYTE, root, MPI_COMM_WORLD);
+  });
 }
 
 void Comm::alltoall(std::span<const int64_t> send, std::span<int64_t> recv) const {
@@ -198,7 +229,8 @@ void Comm::alltoall(std::span<const int64_t> send, std::span<int64_t> recv) cons
     return;
   }
   const int n = as_count(send.size() / size_t(size_), "all-to-all");
-  MPI_Alltoall(send.data(), n, MPI_INT64_T, recv.data(), n, MPI_INT64_T, MPI_COMM_WORLD);
+  measured(CommKind::kExperts, size_t(n) * sizeof(int64_t) * size_t(size_ - 1),
+           [&] { MPI_Alltoall(send.data(), n, MPI_INT64_T, recv.data(), n, MPI_INT64_T, MPI_COMM_WORLD); });
 }
 
 size_t Comm::alltoallv_bytes(const void* send, std::span<const int64_t> send_bytes, void* recv,
@@ -221,8 +253,10 @@ size_t Comm::alltoallv_bytes(const void* send, std::span<const int64_t> send_byt
     if (send_bytes[0] > 0) std::memcpy(recv, send, size_t(send_bytes[0]));
     return 0;
   }
-  MPI_Alltoallv(send, scount.data(), sdispl.data(), MPI_BYTE, recv, rcount.data(), rdispl.data(), MPI_BYTE,
-                MPI_COMM_WORLD);
+  measured(CommKind::kExperts, sent, [&] {
+    MPI_Alltoallv(send, scount.data(), sdispl.data(), MPI_BYTE, recv, rcount.data(), rdispl.data(), MPI_BYTE,
+                  MPI_COMM_WORLD);
+  });
   return sent;
 }
 

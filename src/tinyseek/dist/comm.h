@@ -20,6 +20,27 @@
 
 namespace tinyseek::dist {
 
+// What a communicator measured of its own MPI calls, per kind of traffic (distributed runs
+// only: a single process counts nothing and pays nothing).
+//   kGradients: reduce_scatter_sum + allgather_inplace (data-parallel / ZeRO-1 gradients and
+//               parameters, dense part under expert parallelism);
+//   kExperts:   alltoall + alltoallv_bytes (expert parallelism's row counts and token rows);
+//   kOther:     everything else (norm and loss reductions, load counts, checkpoint gathers).
+// bytes_sent is the payload this rank hands to MPI for other ranks (its own block excluded):
+// exact for the two all-to-alls, and for the all-gather and the other collectives the
+// logical volume (this rank's part once per peer) whatever algorithm MPI picks.
+// seconds is the wall time inside the MPI calls (not the packing or the reduce-scatter's
+// additions between them); it includes waiting for slower ranks. With split_wait on, every
+// call is preceded by an MPI_Barrier whose time is wait_seconds (the skew between ranks
+// arriving), so seconds - wait_seconds is the transfer proper.
+enum class CommKind { kGradients = 0, kExperts = 1, kOther = 2 };
+struct CommStats {
+  size_t bytes_sent = 0;
+  double seconds = 0;       // in MPI calls, the barriers of split_wait included
+  double wait_seconds = 0;  // in split_wait's barriers
+  int64_t calls = 0;
+};
+
 // A contiguous range [begin, end) of elements of a flat buffer.
 struct Range {
   size_t begin = 0, end = 0;
@@ -35,6 +56,12 @@ class Comm {
   bool distributed() const { return size_ > 1; }
 
   void barrier() const;
+
+  // Counters since the start (see CommStats); benches take differences around a step.
+  const CommStats& stats(CommKind k) const { return stats_[static_cast<size_t>(k)]; }
+  // Barrier before every measured call to split waiting from transfer (`bench step` only:
+  // it adds a barrier's latency per call, so training leaves it off).
+  void set_split_wait(bool on) { split_wait_ = on; }
 
   // Σ over ranks of exact integers (order-independent): MoE load counts, flags.
   void allreduce_sum(std::span<int64_t> x) const;
@@ -73,7 +100,14 @@ class Comm {
  private:
   friend Comm& world();
   friend void init(int* argc, char*** argv);
+  // Runs `call` (one MPI call) and adds its wall time, `bytes` and the split_wait barrier
+  // to stats_[kind].
+  template <class F>
+  void measured(CommKind kind, size_t bytes, F&& call) const;
+
   int rank_ = 0, size_ = 1;
+  bool split_wait_ = false;
+  mutable CommStats stats_[3];
   mutable std::vector<float> rs_scratch_;  // reduce_scatter_sum's receive buckets
 };
 

@@ -5,7 +5,7 @@
 
 #include "tinyseek/base/check.h"
 #include "tinyseek/base/timer.h"
-#include "tinyseek/model/moe.h"
+#include "tinyseek/model/deepseek.h"
 #include "tinyseek/train/clip.h"
 
 namespace tinyseek::dist {
@@ -152,10 +152,18 @@ ExpertParallel::ExpertParallel(const Comm& comm, const model::Registry& reg, con
   }
   for (const Range& p : pieces_[size_t(comm.rank())])
     optimizers_.push_back(std::make_unique<train::AdamW>(reg, adamw, p));
-  model::set_expert_dispatch(reg, &dispatch_);
 }
 
-ExpertParallel::~ExpertParallel() { model::set_expert_dispatch(reg_, nullptr); }
+ExpertParallel::~ExpertParallel() {
+  if (model_) model_->set_expert_dispatch(nullptr);
+}
+
+void ExpertParallel::attach(model::Model& model) {
+  TS_CHECK(&model.registry() == &reg_, "expert parallel: attach() got a model other than the one whose registry "
+           "this ExpertParallel was built for", "attach the model whose registry() was passed to the constructor");
+  model.set_expert_dispatch(&dispatch_);
+  model_ = &model;
+}
 
 size_t ExpertParallel::my_expert_elements() const {
   size_t n = 0;
@@ -181,6 +189,9 @@ void ExpertParallel::unpack(float* buf, std::span<const float> packed, Range pac
 }
 
 void ExpertParallel::reduce_gradients(model::Registry& reg) {
+  TS_CHECK(model_ != nullptr, "expert parallel: the model's MoE layers have no expert dispatch (ExpertParallel::"
+           "attach(model) was not called), so this rank ran every expert on its own tokens",
+           "call attach(model) right after constructing the ExpertParallel (train/trainer.cc does)");
   const Timer t;
   packed_.resize(packed_size_);
   pack(packed_, reg.grads().data());

@@ -39,6 +39,10 @@
 #include "tinyseek/numerics/quant.h"
 #include "tinyseek/train/adamw.h"
 
+namespace tinyseek::model {
+class Model;  // model/deepseek.h
+}
+
 namespace tinyseek::dist {
 
 // The token exchange of every MoE layer (model/moe.cc calls it; one per run).
@@ -87,7 +91,13 @@ class ExpertParallel {
   static constexpr size_t kBucketElems = size_t(1) << 20;
 
   ExpertParallel(const Comm& comm, const model::Registry& reg, const train::AdamWConfig& adamw, bool fp8_dispatch);
+  // Clears the attached model's dispatch (the model must outlive this object).
   ~ExpertParallel();
+  // Hands every MoE layer of `model` (whose registry is the constructor's) this run's
+  // dispatch (Model::set_expert_dispatch), so its layers run only this rank's experts. Call
+  // once, before the first step; reduce_gradients refuses to run without it (every rank
+  // would have run every expert, and the experts' gradients would be wrong).
+  void attach(model::Model& model);
   ExpertParallel(const ExpertParallel&) = delete;
   ExpertParallel& operator=(const ExpertParallel&) = delete;
 
@@ -128,6 +138,7 @@ class ExpertParallel {
 
   const Comm& comm_;
   const model::Registry& reg_;
+  model::Model* model_ = nullptr;  // attach()
   ExpertDispatch dispatch_;
   std::vector<Range> dense_segments_;     // buffer ranges of the non-expert elements, in order
   size_t packed_size_ = 0;

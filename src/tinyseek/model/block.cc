@@ -27,16 +27,22 @@ double Block::forward(const Registry& r, const ActContext& ctx, float* out, cons
   B_ = B;
   T_ = T;
   const size_t nd = static_cast<size_t>(B * T * D_);
-  // A norm output the policy drops is recomputed in backward, so only a kept one can go
-  // instead to its Linears' own copies.
-  h1_dropped_ = ctx.keep.normed && attn_.can_drop_input(ctx.keep);
-  h2_dropped_ = ctx.keep.normed && dense_ && dense_->can_drop_input();
-  // A MoE layer's h2 has an FP32 reader (the router's Wgrad, the expert gather), so no Linear
-  // copy replaces it; where MLA recomputes its latent norms under `none` (low-precision
-  // Linear caches: Mla::keep_policy), it is recomputed from mid likewise (one RMSNorm, the
-  // same bits) instead of kept: [N, D] FP32 per MoE layer.
-  h2_renorm_ = ctx.keep.normed && moe_ && !attn_.keep_policy(ctx.keep).normed;
-  const float* h1 = norm(r, ctx, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm, h1_dropped_);
+  // Under `none` (ctx.keep.normed) with norm/up recompute (set_norm_up_recompute, the
+  // default) no norm output is kept, in FP32 or as a Linear's copy: h1 and h2 are recomputed
+  // in backward from x / mid (one RMSNorm each, the same bits; DeepSeek-V3 §3.2.3), and
+  // their Linears, given the recomputed FP32 input, keep no copies either where the copy's
+  // format is the Wgrad operand's (LinearSite::call_precision: no bit changes). [N, D] FP32
+  // (h2 of a MoE layer: its FP32 router reads it), or BF16/FP8 copies per reading Linear.
+  // Without it a norm output goes to its Linears' own copies where they all can keep one
+  // (h1: q_a/q_proj and kv_a; a dense FFN's h2: gate and up), else it is kept in FP32.
+  // `selective` recomputes both anyway (and so keeps no copies).
+  const bool renorm_none = norm_up_recompute_ && ctx.keep.normed;
+  h1_dropped_ = ctx.keep.normed && !renorm_none && attn_.can_drop_input(ctx.keep);
+  h2_dropped_ = ctx.keep.normed && !renorm_none && dense_ && dense_->can_drop_input();
+  h1_renorm_ = renorm_none;
+  h2_renorm_ = renorm_none;
+  const float* h1 =
+      norm(r, ctx, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm, h1_dropped_ || h1_renorm_);
   float* mid = mid_.place(nd, ctx.keep.other, ctx.arena, ActKey::kMid);
   copy_floats(mid, x, nd);
   attn_.forward(r, ctx, mid, h1, B, T, rope, h1_dropped_);  // mid = x + attention
@@ -75,7 +81,8 @@ void Block::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* d
   ops::rmsnorm_backward(d, r.grad(ids_.post_attention_layernorm), d_h2, mid_.data(),
                         r.param(ids_.post_attention_layernorm), rstd2_.data(), N, D_);
   // d is now ∂L/∂mid; attention branch likewise.
-  if (renorm) norm(r, c, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm);
+  if (renorm || (h1_renorm_ && !c.fresh))
+    norm(r, c, h1_, rstd1_, ActKey::kH1, ActKey::kRstd1, x, ids_.input_layernorm, h1_renorm_);
   float* d_h1 = ws.zeroed(Slot::kDNormOut, nd);
   attn_.backward(r, ws, c, d_h1, d, h1_dropped_ ? nullptr : h1_.data(), rope);
   ops::rmsnorm_backward(d, r.grad(ids_.input_layernorm), d_h1, x, r.param(ids_.input_layernorm), rstd1_.data(), N,

@@ -33,8 +33,16 @@ class Block {
                 const ops::RopeTable<float>& rope, double balance_coef);
 
   int64_t layer() const { return ids_.layer; }
-  // Model::set_norm_up_recompute for this block (MLA's, and h2 of a MoE layer, which follows MLA's choice).
-  void set_norm_up_recompute(bool on) { attn_.set_up_recompute(on); }
+  // Model::set_norm_up_recompute for this block: MLA's latent norms and up-projections
+  // (Mla::keep_policy) and the block's norm outputs that no Linear copy replaces (forward).
+  void set_norm_up_recompute(bool on) {
+    norm_up_recompute_ = on;
+    attn_.set_up_recompute(on);
+  }
+  // Model::set_expert_dispatch for this block's MoE layer (nothing for a dense FFN).
+  void set_expert_dispatch(dist::ExpertDispatch* d) {
+    if (moe_) moe_->set_expert_dispatch(d);
+  }
   bool is_moe() const { return moe_.has_value(); }
   const Moe* moe() const { return moe_ ? &*moe_ : nullptr; }
   int64_t saved_bytes() const;
@@ -57,10 +65,13 @@ class Block {
               const float* x, int weight, bool dropped = false);
   // The norm outputs are read in backward only as Linear inputs (RMSNorm backward reads its
   // input and rstd): h1 by q_a/q_proj and kv_a, h2 by the dense FFN's gate and up, or by
-  // MoE's router (FP32), shared experts and expert gather. Under `none` each goes when all
-  // its Linears keep their own BF16/FP8 copies (h2 of a MoE layer never: the router).
+  // MoE's router (FP32), shared experts and expert gather. Under `none` they are recomputed
+  // in backward (h*_renorm_, norm/up recompute) or, without it, each goes when all its
+  // Linears keep their own BF16/FP8 copies (h2 of a MoE layer never: the router).
   bool h1_dropped_ = false, h2_dropped_ = false;
-  bool h2_renorm_ = false;  // h2 transient under `none`, recomputed in backward (Block::forward)
+  bool norm_up_recompute_ = true;
+  // h1 / h2 transient under `none`, recomputed in backward (Block::forward).
+  bool h1_renorm_ = false, h2_renorm_ = false;
   Act h1_, rstd1_;   // input_layernorm output [N, D], rstd [N]             normed
   Act mid_;          // x + attention [N, D]                                 other
   Act h2_, rstd2_;   // post_attention_layernorm output [N, D], rstd [N]    normed

@@ -207,8 +207,14 @@ Losses Model::run(const ops::Index* tokens, int64_t B, int64_t T, bool backward)
 void Model::set_recompute(Recompute policy) { recompute_ = policy; }
 
 void Model::set_norm_up_recompute(bool on) {
+  norm_up_recompute_ = on;
   for (Block& b : blocks_) b.set_norm_up_recompute(on);
   for (MtpModule& m : mtp_) m.block().set_norm_up_recompute(on);
+}
+
+void Model::set_expert_dispatch(dist::ExpertDispatch* d) {
+  for (Block& b : blocks_) b.set_expert_dispatch(d);
+  for (MtpModule& m : mtp_) m.block().set_expert_dispatch(d);
 }
 
 Losses Model::forward_backward(const ops::Index* tokens, int64_t B, int64_t T) {

@@ -42,14 +42,24 @@ class Model {
   // before forward_backward (the trainer reads the `recompute` key of the run config).
   void set_recompute(Recompute policy);
   Recompute recompute() const { return recompute_; }
-  // Under `none`, with Linears that cache low-precision copies of their inputs (bf16 / fp8
-  // activation cache), whether backward recomputes what is cheap to recompute and is not
-  // replaced by those copies (DeepSeek-V3 §3.2.3, "Recomputation of RMSNorm and MLA
-  // Up-Projection"): MLA's q, kv and latent norms (Mla::keep_policy) and a MoE layer's h2
-  // (Block::forward). The same bits; on `base` 14 MiB less per layer and 4 MiB per MoE
-  // layer for about 2% more GEMM work. Default true; false keeps them (the layout before
-  // 2026-12-08, for tests and measurements). No effect on FP32 Linears or other policies.
+  // Under `none`, whether backward recomputes what is cheap to recompute instead of keeping
+  // it (DeepSeek-V3 §3.2.3, "Recomputation of RMSNorm and MLA Up-Projection"): every block's
+  // norm outputs h1, h2, from x / mid (Block::forward), and MLA's latent norms c_q, c_kv,
+  // their rstd and the up-projections q, kv, from the kept c_q_raw and kv_a (Mla::
+  // keep_policy). Kept neither in FP32 nor as the Linears' BF16/FP8 copies: the Linears
+  // reading them get the recomputed FP32 values in backward and round them as the copy
+  // would have (LinearSite::call_precision), so every recipe keeps the same bits (the same
+  // kernels on the same inputs and weights). On `base` (B8×T256) about 14 MiB less per
+  // layer plus the norm outputs, for about 2% more GEMM work. Default true (the trainer
+  // reads training.recompute_norm_up); false keeps them (the layout before 2026-12-08). No
+  // effect under `selective` / `full`, which recompute these anyway.
   void set_norm_up_recompute(bool on);
+  // Expert parallelism for every MoE layer, main and MTP (dist/expert_parallel.h, which sets
+  // it in its constructor and clears it in its destructor): the layers run only the experts
+  // `d` assigns to this rank and exchange token rows with the other ranks. nullptr (the
+  // default): every expert runs here. Not owned; set between steps.
+  void set_expert_dispatch(dist::ExpertDispatch* d);
+  bool norm_up_recompute() const { return norm_up_recompute_; }
 
   // tokens [B, T+1] (int32): inputs tokens[:, 0:T], targets tokens[:, 1:T+1]; MTP depth k
   // uses tokens[:, k:T−k+k] and predicts tokens[:, k+1:]. Requires Dmtp < T <=
@@ -121,6 +131,7 @@ class Model {
 
   Registry reg_;
   Recompute recompute_ = Recompute::kNone;
+  bool norm_up_recompute_ = true;  // set_norm_up_recompute
   Workspace ws_;
   ActivationArena arena_;
   ops::RopeTable<float> rope_;

@@ -29,10 +29,13 @@ Mla::Mla(const Registry& r, const MlaIds& ids) : ids_(ids) {
 
 KeepPolicy Mla::keep_policy(const KeepPolicy& k) const {
   KeepPolicy m = k;
-  // Linears keep copies only while telemetry is off (can_drop_input), so this is decided per
-  // forward; backward runs with what forward decided (keep_).
-  if (up_recompute_ && dq_ > 0 && k.normed && k.upproj && q_b_proj_.can_drop_input() &&
-      kv_b_proj_.can_drop_input()) {
+  // Whatever the Linears' precision: the recompute re-runs the same RMSNorm and
+  // up-projection kernels on the kept FP32 c_q_raw / kv_a (without query LoRA: on x, which
+  // the block recomputes under the same setting, Block::forward) with the step's weights,
+  // as `selective` does, so the bits do not depend on whether q_b / kv_b keep low-precision
+  // copies or read the recomputed FP32 c_q / c_kv in their Wgrad. Backward runs with what
+  // forward decided (keep_).
+  if (up_recompute_ && k.normed && k.upproj) {
     m.normed = false;
     m.upproj = false;
   }

@@ -26,13 +26,17 @@ class Mla {
   // recompute the query from x (k keeps q and the latent norms, or the query starts from
   // c_q_raw: dq > 0).
   bool can_drop_input(const KeepPolicy& k) const;
-  // What this module keeps under the model's policy k. Under `none`, when both
-  // up-projections (q_b_proj, kv_b_proj) would keep low-precision copies of their inputs
-  // (bf16 / fp8 activation cache), the module keeps neither the up-projection outputs q, kv
-  // (FP32 [N, H(dn+dr)] + [N, H(dn+dv)]: 14 of its 21 MiB per layer on `base`) nor c_q, c_kv
-  // and recomputes them in backward from c_q_raw and kv_a, as `selective` does (DeepSeek-V3
-  // §3.2.3 recomputes RMSNorm and the MLA up-projections): the same bits, about 2% more
-  // GEMM work. set_up_recompute(false) keeps them (the layout before 2026-12-08).
+  // What this module keeps under the model's policy k. Under `none` (with
+  // set_up_recompute(true), the default) the module keeps neither the
+  // up-projection outputs q, kv (FP32 [N, H(dn+dr)] + [N, H(dn+dv)]: 14 of its 21 MiB per
+  // layer on `base`) nor the latent norms c_q, c_kv and their rstd, and recomputes them in
+  // backward from the kept c_q_raw and kv_a (dq = 0: q from x, which the block then
+  // recomputes too and passes to backward), as `selective` does (DeepSeek-V3 §3.2.3
+  // recomputes RMSNorm and the MLA up-projections): the same bits, about 2% more GEMM work.
+  // Every recipe alike: bf16 / fp8 Linears then keep no copies of c_q, c_kv either, FP32
+  // Linears read the recomputed FP32 c_q, c_kv in their Wgrad. set_up_recompute(false)
+  // keeps everything (the layout before 2026-12-08; training.recompute_norm_up = false).
+  // The block sets it together with its own norm recompute (Block::set_norm_up_recompute).
   KeepPolicy keep_policy(const KeepPolicy& k) const;
   void set_up_recompute(bool on) { up_recompute_ = on; }
   // y [N, D] += MLA(x); x [N, D] is the normalised block input, N = B·T (T = this block's

@@ -13,18 +13,6 @@
 namespace tinyseek::model {
 namespace {
 
-// Models under expert parallelism (few, set from the main thread only).
-std::vector<std::pair<const Registry*, dist::ExpertDispatch*>>& dispatch_table() {
-  static std::vector<std::pair<const Registry*, dist::ExpertDispatch*>> table;
-  return table;
-}
-
-dist::ExpertDispatch* dispatch_of(const Registry& r) {
-  for (const auto& [reg, d] : dispatch_table())
-    if (reg == &r) return d;
-  return nullptr;
-}
-
 // Blocks of rows: block b (counts[b] rows of D floats) moves from row from[b] of src to row
 // to[b] of dst. Between the received (source-rank-major) order and the expert-major order.
 void move_blocks(float* dst, const float* src, const std::vector<int64_t>& to, const std::vector<int64_t>& from,
@@ -35,12 +23,6 @@ void move_blocks(float* dst, const float* src, const std::vector<int64_t>& to, c
 }
 
 }  // namespace
-
-void set_expert_dispatch(const Registry& r, dist::ExpertDispatch* d) {
-  auto& t = dispatch_table();
-  std::erase_if(t, [&](const auto& e) { return e.first == &r; });
-  if (d) t.emplace_back(&r, d);
-}
 
 Moe::Moe(const Registry& r, const MoeIds& ids, const ActStore& cache)
     : ids_(ids), router_(r, ids.gate), cache_(cache), combine_(moe_combine(r.config().precision)) {
@@ -77,7 +59,7 @@ double Moe::forward(const Registry& r, const ActContext& ctx, float* y, const fl
   row_token_.resize(sz(NK));
   row_of_.resize(sz(NK));
   const KeepPolicy& k = ctx.keep;
-  dist::ExpertDispatch* ep = dispatch_of(r);
+  dist::ExpertDispatch* ep = dispatch_;
   ep_ = ep != nullptr;
   float* xe = xe_.place(sz(NK * D_), false, ctx.arena, ActKey::kXe);
   const bool ye_exact = combine_.format == StoreFormat::kFp32;
@@ -135,8 +117,8 @@ void Moe::backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx,
   const int64_t N = B_ * T_, NK = N * K_;
   const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
   TS_ASSERT(x != nullptr);  // the router's FP32 Wgrad reads x: the block keeps it
-  dist::ExpertDispatch* ep = ep_ ? dispatch_of(r) : nullptr;
-  TS_ASSERT(ep_ == (ep != nullptr));
+  dist::ExpertDispatch* ep = ep_ ? dispatch_ : nullptr;
+  TS_ASSERT(ep_ == (ep != nullptr));  // the dispatch may not change between forward and backward
   // Under expert parallelism the owner keeps the rows it received (ep_xe_); xe is not read.
   if (!ctx.fresh && !ep) ops::moe_gather_forward(xe_.place(sz(NK * D_), false, ctx.arena, ActKey::kXe), x, row_token_.data(),
                                           N, K_, D_);

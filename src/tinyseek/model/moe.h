@@ -22,13 +22,6 @@ class ExpertDispatch;  // dist/expert_parallel.h
 
 namespace tinyseek::model {
 
-// Expert parallelism for every MoE layer of the model whose registry is `r`: its layers then
-// run only the experts `d` assigns to this rank and exchange token rows with the other
-// ranks (dist/expert_parallel.h). nullptr: every expert runs here (the default). The model
-// builds its layers itself, so the setting is keyed by its registry, which lives as long
-// as the model; the caller clears it before the model goes.
-void set_expert_dispatch(const Registry& r, dist::ExpertDispatch* d);
-
 class Moe {
  public:
   Moe(const Registry& r, const MoeIds& ids, const ActStore& cache);
@@ -40,6 +33,12 @@ class Moe {
   // Recomputes the dropped expert-input gather and SwiGLU outputs first (unless ctx.fresh).
   void backward(Registry& r, Workspace& ws, const ActContext& ctx, float* dx, const float* dy, const float* x,
                 double balance_coef);
+
+  // Expert parallelism (dist/expert_parallel.h; set through Model::set_expert_dispatch): the
+  // layer then runs only the experts `d` assigns to this rank and exchanges token rows with
+  // the other ranks. nullptr (the default): every expert runs here. Not owned; set it
+  // between steps, not between a forward and its backward.
+  void set_expert_dispatch(dist::ExpertDispatch* d) { dispatch_ = d; }
 
   // Tokens that selected each expert in the last forward [E] (input of the bias update).
   const int32_t* load() const { return load_.data(); }
@@ -92,7 +91,8 @@ class Moe {
   // each rank, the received rows per (source rank s, local expert j) at s·El + j, where
   // block (s, j) lies in the received (rank-major) order and in the expert-major order the
   // local experts run on, and the local experts' row offsets [El+1] in the latter.
-  bool ep_ = false;
+  dist::ExpertDispatch* dispatch_ = nullptr;  // set_expert_dispatch
+  bool ep_ = false;                            // the last forward ran expert parallel
   int64_t ep_rows_ = 0;  // R, rows received
   std::vector<int64_t> ep_send_rows_, ep_recv_rows_, ep_counts_, ep_recv_at_, ep_local_at_, ep_offsets_;
   AlignedBuffer<float> ep_xe_;        // [R, D] received inputs, expert-major (kept for backward)

@@ -24,7 +24,7 @@ const std::vector<std::string> kKeys = {
     "batch_size",       "seq_len",      "grad_accum",
     "steps",            "eval_every",   "eval_batches",
     "save_every",       "max_bad_steps", "data_seed",
-    "recompute",
+    "recompute",        "recompute_norm_up",
 };
 
 class Reader {
@@ -61,6 +61,14 @@ class Reader {
     const int64_t s = v->is_number_float() ? static_cast<int64_t>(v->get<double>()) : v->get<int64_t>();
     TS_CHECK(s >= 0, where(key) << " must be >= 0, got " << s, "steps count optimizer updates from 0");
     *out = s;
+  }
+
+  void flag(const char* key, bool* out) const {
+    const json* v = find(key);
+    if (!v) return;
+    TS_CHECK(v->is_boolean(), where(key) << " must be true or false, got " << v->type_name() << " " << v->dump(),
+             "write \"" << key << "\": " << (*out ? "true" : "false") << " (a JSON boolean, not a string or number)");
+    *out = v->get<bool>();
   }
 
   // One of `choices`; returns its index, or -1 if the key is absent.
@@ -141,6 +149,7 @@ TrainHyper parse_train_hyper(const json& training, const std::string& source) {
   h.run.data_seed = static_cast<uint64_t>(data_seed);
   if (const int m = r.choice("recompute", {"none", "selective", "full"}); m >= 0)
     h.run.recompute = m == 0 ? "none" : m == 1 ? "selective" : "full";
+  r.flag("recompute_norm_up", &h.run.recompute_norm_up);
 
   // Key-pair rules that need to know what was written (not only the values).
   const bool has_late = r.find("mtp_lambda_late") != nullptr;
@@ -229,6 +238,7 @@ json to_json(const TrainHyper& h) {
   j["max_bad_steps"] = h.run.max_bad_steps;
   j["data_seed"] = h.run.data_seed;
   j["recompute"] = h.run.recompute;
+  j["recompute_norm_up"] = h.run.recompute_norm_up;
   return j;
 }
 

@@ -35,6 +35,11 @@
 //   max_bad_steps           5         abort after this many non-finite steps in a row
 //   data_seed               0         Philox seed of the data order
 //   recompute               "none"    "none" | "selective" | "full" (model/recompute.h)
+//   recompute_norm_up       true      under "none": recompute RMSNorm outputs and MLA's
+//                                     latent norms and up-projections (q, kv) in backward
+//                                     instead of keeping them (DeepSeek-V3 §3.2.3); the same
+//                                     bits, less memory, ~2% more GEMM work; false keeps them
+//                                     (Model::set_norm_up_recompute)
 // Step keys are integers >= 0, counted in optimizer updates (schedule.h).
 #pragma once
 #include <cstdint>
@@ -61,6 +66,7 @@ struct RunOptions {
   int64_t max_bad_steps = 5;
   uint64_t data_seed = 0;
   std::string recompute = "none";
+  bool recompute_norm_up = true;
 };
 
 struct TrainHyper {

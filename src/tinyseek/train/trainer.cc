@@ -96,6 +96,7 @@ Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainDa
 
   model_ = std::make_unique<model::Model>(cfg_);
   model_->set_recompute(model::parse_recompute(r.recompute));
+  model_->set_norm_up_recompute(r.recompute_norm_up);
   dp_ = std::make_unique<dist::DataParallel>(comm_, model_->registry());
   AdamWConfig ac = hyper_.adamw;
   if (cfg_.precision.optimizer_moments == model::StoreFormat::kBf16) ac.moments = MomentPrecision::kBf16;
@@ -104,6 +105,7 @@ Trainer::Trainer(const model::ModelConfig& cfg, const TrainHyper& hyper, TrainDa
     const model::GemmFormat f = cfg_.precision.format;
     const bool fp8_recipe = f == model::GemmFormat::kE4M3 || f == model::GemmFormat::kE5M2 || f == model::GemmFormat::kHybrid;
     ep_ = std::make_unique<dist::ExpertParallel>(comm_, model_->registry(), ac, opt_.ep_fp8_dispatch.value_or(fp8_recipe));
+    ep_->attach(*model_);
   } else {
     adamw_ = std::make_unique<AdamW>(model_->registry(), ac, dp_->my_shard());
   }
@@ -436,11 +438,14 @@ void Trainer::print_header(int64_t until) {
   std::printf("parameters: %s, training FLOPs/token ~%s\n",
               human(static_cast<double>(model_->registry().num_parameters())).c_str(), human(flops_per_token()).c_str());
   std::printf("run: B %lld x T %lld x accum %lld = %lld tokens/step, steps %lld -> %lld (planned %lld), lr %s %g -> %g "
-              "(warmup %lld), moments %s, recompute %s\n",
+              "(warmup %lld), moments %s, recompute %s%s\n",
               (long long)r.batch_size, (long long)r.seq_len, (long long)r.grad_accum,
               (long long)(r.batch_size * r.seq_len * r.grad_accum), (long long)step_, (long long)until,
               (long long)r.steps, to_string(hyper_.schedule), hyper_.lr, hyper_.min_lr, (long long)hyper_.warmup_steps,
-              to_string(hyper_.adamw.moments), r.recompute.c_str());
+              to_string(hyper_.adamw.moments), r.recompute.c_str(),
+              r.recompute != "none"    ? ""
+              : r.recompute_norm_up ? " (norms and MLA up-projections recomputed: recompute_norm_up)"
+                                    : " (norms and MLA up-projections kept: recompute_norm_up false)");
   std::printf("data: %s (train %s tokens, val %s tokens)\n", data_.data_dir.empty() ? "(memory)" : data_.data_dir.c_str(),
               human(double(data_.train->size())).c_str(), human(double(data_.val->size())).c_str());
   std::printf("threads %d, SIMD %s, peak %s\n", max_threads(), to_string(simd_path()),
